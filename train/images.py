@@ -1,0 +1,54 @@
+"""Reading, listing and writing images: RGB uint8 in memory, atomic writes on disk. Torch-free."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from deblur.train.errors import InputError
+from deblur.train.fileio import atomic_write_bytes
+
+log = logging.getLogger("deblur")
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name; a missing folder is an InputError."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("folder not found" if not folder.exists() else "is not a folder", folder, hint="pass a folder of images")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def read_rgb(path: str | Path) -> np.ndarray | None:
+    """uint8 RGB HxWx3 (gray becomes 3 equal channels, 16-bit is scaled to 8); None if unreadable."""
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def write_rgb(path: str | Path, rgb: np.ndarray) -> None:
+    """Write an RGB uint8 image atomically; the format follows the suffix."""
+    path = Path(path)
+    ok, buf = cv2.imencode(path.suffix or ".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise InputError(f"cannot encode an image as {path.suffix!r}", path, hint="use .png or .jpg")
+    atomic_write_bytes(path, buf.tobytes())
+
+
+def side_by_side(images: list[np.ndarray], labels: list[str], gap: int = 4) -> np.ndarray:
+    """Panels left to right with a caption strip on top: the picture people look at first."""
+    h = max(im.shape[0] for im in images)
+    scale = max(0.4, min(1.0, h / 500))
+    strip = int(28 * scale) + 6
+    panels = []
+    for im, text in zip(images, labels, strict=True):
+        panel = np.full((h + strip, im.shape[1], 3), 255, np.uint8)
+        panel[strip : strip + im.shape[0]] = im
+        cv2.putText(panel, text, (6, strip - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.7 * scale, (0, 0, 0), 1, cv2.LINE_AA)
+        panels.append(panel)
+        panels.append(np.full((h + strip, gap, 3), 255, np.uint8))
+    return np.concatenate(panels[:-1], axis=1)

@@ -23,6 +23,7 @@ from deblur.train.errors import InputError
 from deblur.train.fileio import atomic_write_text
 from deblur.train.images import list_images, read_rgb, side_by_side, write_rgb
 from deblur.train.metrics import psnr, ssim
+from deblur.train.specs import get_spec
 
 log = logging.getLogger("deblur")
 
@@ -87,8 +88,9 @@ def evaluate(args: argparse.Namespace) -> int:
     from deblur.train.checkpoint import load_generator
     from deblur.train.infer import deblur_rgb
 
+    spec = get_spec(args.spec) if args.spec else None  # a typo fails before any work
     pairs = match_pairs(args.blur, args.sharp)[: args.limit]
-    model, weights = load_generator(args.model, spec=args.spec, device=args.device)
+    model, weights = load_generator(args.model, spec=spec, device=args.device)
     log.info("model %s: spec %s, %s", weights.path, weights.spec.name, weights.layout)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

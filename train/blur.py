@@ -1,8 +1,8 @@
 """Blur synthesis: DeblurGAN random-trajectory kernels, GoPro-style frame averaging, shaky video.
 
-Torch-free (numpy, scipy, OpenCV). Every random function takes a ``numpy.random.Generator``, so a
-seed gives the same blur on every machine. Trajectories follow the authors' 2018 ``motion_blur/``
-code (anchors.md A), with the departures stated where they happen.
+numpy and OpenCV only (the base dependencies: no torch, no scipy). Every random function takes a
+``numpy.random.Generator``, so a seed gives the same blur on every machine. Trajectories follow
+the authors' 2018 ``motion_blur/`` code (anchors.md A), with the departures stated where they happen.
 """
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,17 +19,15 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
-from scipy.signal import fftconvolve
 from tqdm import tqdm
 
 from deblur.train.errors import DeblurError, InputError, ShapeError
+from deblur.train.images import IMAGE_SUFFIXES, list_images, read_rgb, write_rgb
 
 log = logging.getLogger("deblur")
 
 #: ``expl`` values the authors' ``blur_image.py`` script draws from when making their dataset.
 EXPL_CHOICES = (0.01, 0.009, 0.008, 0.007, 0.005, 0.003)
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 @dataclass(frozen=True)
@@ -69,10 +66,6 @@ class TrajectoryParams:
             raise ValueError(f"expl must be >= 0, got {self.expl}")
 
 
-def _pick(override: float | None, drawn: float) -> float:
-    return drawn if override is None else float(override)
-
-
 def random_trajectory(rng: np.random.Generator, params: TrajectoryParams = TrajectoryParams()) -> np.ndarray:
     """A random 2-D camera path (complex128, x = real = column, y = imag = row) inside the canvas.
 
@@ -80,12 +73,10 @@ def random_trajectory(rng: np.random.Generator, params: TrajectoryParams = Traje
     px long whatever the shake; then shifted and centred in the canvas exactly as the authors do.
     """
     p = params
-    u = rng.uniform(size=4)
-    expl = _pick(p.expl, float(rng.choice(EXPL_CHOICES)))
-    cp = _pick(p.centripetal, 0.7 * u[0])
-    pb = _pick(p.prob_big_shake, 0.2 * u[1])
-    gs = _pick(p.gaussian_shake, 10.0 * u[2])
-    angle = math.radians(_pick(p.angle, 360.0 * u[3]))
+    drawn = [float(rng.choice(EXPL_CHOICES)), *(rng.uniform(size=4) * (0.7, 0.2, 10.0, 360.0))]
+    given = (p.expl, p.centripetal, p.prob_big_shake, p.gaussian_shake, p.angle)
+    expl, cp, pb, gs, angle = (float(d if g is None else g) for d, g in zip(drawn, given))
+    angle = math.radians(angle)
     n = p.iters
     step = p.max_len / (n - 1)
     shake_u = rng.uniform(size=n - 1).tolist()
@@ -178,9 +169,10 @@ def apply_psf(image: np.ndarray, psf: np.ndarray, border: str = "reflect",
               normalize: bool = False) -> np.ndarray:
     """Convolve each channel of a float [0,1] HxW(xC) image with ``psf``; float32, same size, clipped.
 
-    The PSF centre is pixel ((kh-1)//2, (kw-1)//2), as in scipy's 'same' mode. ``border="reflect"``
-    avoids the dark frame the authors' zero borders ("zero") leave; ``normalize=True`` min-max
-    normalises input and output as the authors do (it changes contrast, so it is off by default).
+    The PSF centre is pixel ((kh-1)//2, (kw-1)//2), as in scipy's fftconvolve 'same' mode (OpenCV
+    switches to a DFT for big kernels). ``border="reflect"`` avoids the dark frame the authors' zero
+    borders ("zero") leave; ``normalize=True`` min-max normalises input and output as the authors do
+    (it changes contrast, so it is off by default).
     """
     img = np.asarray(image, dtype=np.float32)
     k = np.asarray(psf, dtype=np.float32)
@@ -191,9 +183,13 @@ def apply_psf(image: np.ndarray, psf: np.ndarray, border: str = "reflect",
     if normalize:
         img = _minmax(img)
     kh, kw = k.shape
-    pad = [(kh // 2, (kh - 1) // 2), (kw // 2, (kw - 1) // 2)] + [(0, 0)] * (img.ndim - 2)
-    ext = np.pad(img, pad, mode="reflect" if border == "reflect" else "constant")
-    out = fftconvolve(ext, k if img.ndim == 2 else k[:, :, None], mode="valid", axes=(0, 1))
+    flipped = np.ascontiguousarray(k[::-1, ::-1])  # filter2D correlates; flipping makes it convolve
+    mode = cv2.BORDER_REFLECT_101 if border == "reflect" else cv2.BORDER_CONSTANT
+    chans = [img] if img.ndim == 2 or img.shape[2] <= 4 else [img[:, :, i] for i in range(img.shape[2])]
+    outs = [cv2.filter2D(np.ascontiguousarray(c), cv2.CV_32F, flipped, anchor=(kw // 2, kh // 2),
+                         borderType=mode) for c in chans]
+    out = outs[0] if len(outs) == 1 else np.stack(outs, axis=2)
+    out = out.reshape(img.shape)
     if normalize:
         out = _minmax(out)
     return np.clip(out, 0.0, 1.0).astype(np.float32)
@@ -229,8 +225,8 @@ def linear_to_srgb(x: np.ndarray, gamma: float = 2.2) -> np.ndarray:
 def gopro_average(frames: Sequence[np.ndarray], gamma: float = 2.2) -> tuple[np.ndarray, np.ndarray]:
     """Average N uint8 frames in linear light (how the GoPro set was made): (blurred, middle frame).
 
-    Averaging code values instead would darken bright/dark edges; for even N the sharp frame is
-    frames[N // 2], the later of the two middle ones.
+    Averaging code values instead would darken blurred highlights (0 and 255 give 128, not 186);
+    for even N the sharp frame is frames[N // 2], the later of the two middle ones.
     """
     if len(frames) == 0:
         raise ShapeError("gopro_average needs at least one frame")
@@ -247,13 +243,12 @@ def gopro_average(frames: Sequence[np.ndarray], gamma: float = 2.2) -> tuple[np.
 
 
 def _smooth_noise(rng: np.random.Generator, n: int, k: int, sigma: float) -> np.ndarray:
-    """(n, k) stationary low-pass Gaussian noise with unit standard deviation, whatever n is."""
-    pad = int(4.0 * sigma + 0.5) + 1
+    """(n, k) stationary Gaussian-low-passed noise with unit standard deviation, whatever n is."""
+    pad = int(4.0 * sigma + 0.5)
+    g = np.exp(-0.5 * (np.arange(-pad, pad + 1) / max(sigma, 1e-6)) ** 2)
+    g /= math.sqrt(float(np.sum(g * g)))  # unit gain for white noise
     white = rng.standard_normal((n + 2 * pad, k))
-    impulse = np.zeros(2 * pad + 1)
-    impulse[pad] = 1.0
-    gain = math.sqrt(float(np.sum(gaussian_filter1d(impulse, sigma, mode="constant") ** 2)))
-    return gaussian_filter1d(white, sigma, axis=0)[pad:pad + n] / gain
+    return np.stack([np.convolve(white[:, i], g, mode="valid") for i in range(k)], axis=1)
 
 
 def shake_path(rng: np.random.Generator, n_samples: int, *, sample_rate: float = 240.0,
@@ -271,8 +266,7 @@ def shake_path(rng: np.random.Generator, n_samples: int, *, sample_rate: float =
     direction, speed = rng.uniform(0, 2 * math.pi), rng.uniform(*pan_speed)
     sigma = sample_rate / (2 * math.pi * jitter_hz)
     path = np.zeros((n_samples, 3))
-    path[:, 0] = speed * math.cos(direction) * t
-    path[:, 1] = speed * math.sin(direction) * t
+    path[:, :2] = speed * np.outer(t, [math.cos(direction), math.sin(direction)])
     path[:, :2] += jitter_px * _smooth_noise(rng, n_samples, 2, sigma)
     path[:, 2] = rotation_deg * _smooth_noise(rng, n_samples, 1, 2 * sigma)[:, 0]
     return path - path[0]
@@ -328,6 +322,14 @@ def simulate_shake_video(image_uint8: np.ndarray, rng: np.random.Generator, fram
     img, (w, h) = _check_uint8(image_uint8), size
     if frames < 1 or subframes < 1 or w < 1 or h < 1 or fps <= 0 or not 0 < exposure <= 1:
         raise ValueError("need frames, subframes, W, H >= 1, fps > 0 and 0 < exposure <= 1")
+    return _shake_frames(img, rng, frames, (w, h), fps, subframes, exposure, gamma, shake)
+
+
+def _shake_frames(img: np.ndarray, rng: np.random.Generator, frames: int, size: tuple[int, int],
+                  fps: float, subframes: int, exposure: float, gamma: float,
+                  shake: ShakeParams) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The generator behind ``simulate_shake_video`` (split off so bad arguments fail at the call)."""
+    w, h = size
     n_open = max(1, round(exposure * subframes))
     path = shake.path(rng, frames * subframes, sample_rate=fps * subframes)
     path[:, :2] -= (path[:, :2].max(axis=0) + path[:, :2].min(axis=0)) / 2
@@ -379,26 +381,26 @@ def write_video_pair(image_uint8: np.ndarray, out_dir: str | Path, rng: np.rando
     finals = (out / "blur.mp4", out / "sharp.mp4")
     tmps = tuple(out / f".{p.stem}.{os.getpid()}.tmp.mp4" for p in finals)
     fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+    pairs = simulate_shake_video(image_uint8, rng, frames=frames, size=size, fps=fps, **kwargs)
     writers = [cv2.VideoWriter(str(t), fourcc, float(fps), tuple(size)) for t in tmps]
+    done = False
     try:
         if not all(wr.isOpened() for wr in writers):
             raise DeblurError("cannot open an mp4v video writer", path=out,
                               hint="check the folder is writable and OpenCV was built with FFmpeg")
-        pairs = simulate_shake_video(image_uint8, rng, frames=frames, size=size, fps=fps, **kwargs)
         for blur, sharp in tqdm(pairs, total=frames, desc="video", unit="frame",
                                 disable=not _progress(progress)):
             writers[0].write(_to_bgr(blur))
             writers[1].write(_to_bgr(sharp))
-    except BaseException:
+        done = True
+    finally:
         for wr in writers:
             wr.release()
-        for t in tmps:
-            t.unlink(missing_ok=True)
-        raise
-    for wr in writers:
-        wr.release()
-    for t, f in zip(tmps, finals):
-        os.replace(t, f)
+        for t, f in zip(tmps, finals):
+            if done:
+                os.replace(t, f)
+            else:
+                t.unlink(missing_ok=True)
     return finals
 
 
@@ -411,13 +413,14 @@ def make_pair(sharp_uint8: np.ndarray, rng: np.random.Generator, method: str = "
     in linear light (borders reflect for the few px the views move).
     """
     img = _check_uint8(sharp_uint8)
-    if method == "trajectory":
-        return blur_image(img, rng, params or TrajectoryParams()), img.copy()
-    if method != "gopro":
+    kinds = {"trajectory": TrajectoryParams, "gopro": ShakeParams}
+    if method not in kinds:
         raise InputError(f"unknown blur method {method!r}", hint="use 'trajectory' or 'gopro'")
-    sp = params or ShakeParams()
-    if not isinstance(sp, ShakeParams):
-        raise TypeError(f"method 'gopro' takes ShakeParams, got {type(sp).__name__}")
+    sp = kinds[method]() if params is None else params
+    if not isinstance(sp, kinds[method]):
+        raise TypeError(f"method {method!r} takes {kinds[method].__name__}, got {type(sp).__name__}")
+    if isinstance(sp, TrajectoryParams):
+        return blur_image(img, rng, sp), img.copy()
     path = sp.path(rng, sp.subframes)
     path -= path[sp.subframes // 2]
     h, w = img.shape[:2]
@@ -428,6 +431,8 @@ def make_pair(sharp_uint8: np.ndarray, rng: np.random.Generator, method: str = "
 
 
 class PairStats(NamedTuple):
+    """What ``make_pairs`` did: pairs written, unreadable or duplicate files skipped."""
+
     written: int
     skipped: int
 
@@ -438,53 +443,29 @@ def rng_for(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), int.from_bytes(digest[:16], "little")]))
 
 
-def read_image(path: Path) -> np.ndarray | None:
-    """The file as a 3-channel uint8 image (OpenCV's BGR order), or None if it cannot be decoded."""
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-        return cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    except (OSError, cv2.error):
-        return None
-
-
-def write_png_atomic(path: Path, image: np.ndarray) -> None:
-    """Encode to PNG and publish with a rename, so readers never see a half-written file."""
-    ok, buf = cv2.imencode(".png", image)
-    if not ok:
-        raise DeblurError("cannot encode the image as PNG", path=path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def make_pairs(sharp_dir: str | Path, out_dir: str | Path, method: str = "trajectory", seed: int = 0,
                *, limit: int | None = None, params: TrajectoryParams | ShakeParams | None = None,
                progress: bool | None = None) -> PairStats:
     """Blur every image of ``sharp_dir`` into ``out_dir/blur/NAME.png`` + ``out_dir/sharp/NAME.png``.
 
-    Unreadable files get one warning each and are skipped. Images keep OpenCV's BGR order (every
-    method treats channels alike). Raises InputError for a missing/empty folder or no readable image.
+    Unreadable files get one warning each and are skipped; writes are atomic (``images.write_rgb``).
+    Raises InputError for a missing/empty folder or when no image could be read.
     """
     src = Path(sharp_dir)
     if method not in ("trajectory", "gopro"):
         raise InputError(f"unknown blur method {method!r}", hint="use 'trajectory' or 'gopro'")
-    if not src.is_dir():
-        raise InputError("sharp image folder not found", path=src, hint="pass an existing folder to --sharp")
-    files = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    if seed < 0 or (limit is not None and limit < 1):
+        raise InputError(f"need seed >= 0 and limit >= 1, got seed={seed}, limit={limit}")
+    files = list_images(src)
     if not files:
-        raise InputError(f"no images ({', '.join(IMAGE_EXTS)}) in the sharp folder", path=src)
+        raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in the sharp folder", path=src)
     files = files[:limit] if limit is not None else files
     out = _out_dir(out_dir)
     _out_dir(out / "blur"), _out_dir(out / "sharp")
     written, skipped, seen = 0, 0, set()
     for path in tqdm(files, desc="pairs", unit="img", disable=not _progress(progress)):
         name = path.stem + ".png"
-        img = read_image(path)
+        img = read_rgb(path)
         if img is None or name in seen:
             why = "cannot decode the image" if img is None else f"another file already gives {name}"
             log.warning("%s: %s; skipped", path, why)
@@ -492,8 +473,8 @@ def make_pairs(sharp_dir: str | Path, out_dir: str | Path, method: str = "trajec
             continue
         seen.add(name)
         blurred, sharp = make_pair(img, rng_for(seed, path.name), method, params)
-        write_png_atomic(out / "blur" / name, blurred)
-        write_png_atomic(out / "sharp" / name, sharp)
+        write_rgb(out / "blur" / name, blurred)
+        write_rgb(out / "sharp" / name, sharp)
         written += 1
     if written == 0:
         raise InputError(f"none of the {len(files)} images could be read", path=src)

@@ -7,7 +7,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from deblur.train.cli import make_parser, run
@@ -45,20 +44,23 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     pairs = sub.add_parser("pairs", help="blur a folder of sharp images into blur/ and sharp/ PNG pairs",
                            epilog=EPILOG, formatter_class=fmt)
-    pairs.add_argument("--sharp", required=True, type=Path, help="folder of sharp images")
-    pairs.add_argument("--out", required=True, type=Path, help="output folder (gets blur/ and sharp/)")
+    pairs.add_argument("--sharp", required=True, type=Path, metavar="DIR", help="folder of sharp images")
+    pairs.add_argument("--out", required=True, type=Path, metavar="DIR",
+                       help="output folder (gets blur/ and sharp/)")
     pairs.add_argument("--method", choices=["trajectory", "gopro"], default="trajectory",
                        help="trajectory: DeblurGAN random PSF (default); gopro: averaged shaky frames")
-    pairs.add_argument("--seed", type=int, default=0, help="base seed; each image's seed mixes in its name")
-    pairs.add_argument("--limit", type=int, default=None, help="only the first N images (sorted by name)")
+    pairs.add_argument("--seed", type=int, default=0, metavar="N",
+                       help="base seed; each image's seed mixes in its file name")
+    pairs.add_argument("--limit", type=int, default=None, metavar="N",
+                       help="only the first N images (sorted by name)")
     video = sub.add_parser("video", help="render a shaky pan over one photo as blur.mp4 + sharp.mp4",
                            epilog=EPILOG, formatter_class=fmt)
-    video.add_argument("--image", required=True, type=Path, help="the still photo to pan over")
-    video.add_argument("--out", required=True, type=Path, help="output folder")
-    video.add_argument("--frames", type=int, default=48, help="number of frames (default: 48)")
-    video.add_argument("--size", default="640x360", help="frame size WxH (default: 640x360)")
-    video.add_argument("--fps", type=float, default=24.0, help="frame rate (default: 24)")
-    video.add_argument("--seed", type=int, default=0, help="seed of the shake path (default: 0)")
+    video.add_argument("--image", required=True, type=Path, metavar="IMG", help="the still photo to pan over")
+    video.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    video.add_argument("--frames", type=int, default=48, metavar="N", help="number of frames (default: 48)")
+    video.add_argument("--size", default="640x360", metavar="WxH", help="frame size WxH (default: 640x360)")
+    video.add_argument("--fps", type=float, default=24.0, metavar="F", help="frame rate (default: 24)")
+    video.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the shake path (default: 0)")
     for sp in (pairs, video):  # the common flags also work after the subcommand
         sp.add_argument("--log-level", default=argparse.SUPPRESS, type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="how much to log")
@@ -78,7 +80,8 @@ def _pairs(args: argparse.Namespace) -> int:
 
 
 def _video(args: argparse.Namespace) -> int:
-    from deblur.train.blur import read_image, write_video_pair
+    from deblur.train.blur import write_video_pair
+    from deblur.train.images import read_rgb
 
     size = parse_size(args.size)
     _at_least(args.frames, 1, "--frames")
@@ -87,10 +90,9 @@ def _video(args: argparse.Namespace) -> int:
         raise InputError(f"--fps must be > 0, got {args.fps}")
     if not args.image.is_file():
         raise InputError("image not found", path=args.image)
-    bgr = read_image(args.image)
-    if bgr is None:
+    rgb = read_rgb(args.image)
+    if rgb is None:
         raise InputError("cannot decode the image", path=args.image, hint="use a PNG or JPEG photo")
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     paths = write_video_pair(rgb, args.out, np.random.default_rng(args.seed), frames=args.frames,
                              size=size, fps=args.fps)
     print(f"wrote {args.frames} frames to {paths[0]} and {paths[1]}")

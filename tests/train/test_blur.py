@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +29,6 @@ from deblur.train.blur import (
 )
 from deblur.train.errors import InputError, ShapeError
 
-KODAK = Path("/work/shared/data/sharp/kodak24")
 REPO = Path(__file__).resolve().parents[2]
 rng = np.random.default_rng
 
@@ -47,11 +45,17 @@ def extent(psf: np.ndarray) -> int:
 
 
 @pytest.fixture
-def photo() -> np.ndarray:
+def kodak(data_dir: Path) -> Path:
+    folder = data_dir / "sharp" / "kodak24"
+    if not (folder / "kodim01.png").is_file():
+        pytest.skip(f"Kodak photos not found in {folder}")
+    return folder
+
+
+@pytest.fixture
+def photo(kodak: Path) -> np.ndarray:
     """A small real photo (RGB uint8), non-square."""
-    p = KODAK / "kodim05.png"
-    if not p.is_file():
-        pytest.skip(f"{p} not available")
+    p = kodak / "kodim05.png"
     img = cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
     return cv2.resize(img, (96, 64), interpolation=cv2.INTER_AREA)
 
@@ -257,31 +261,29 @@ def test_make_pair_gopro_without_motion_is_identity(photo):
         make_pair(photo, rng(0), "nope")
 
 
-def _write_inputs(folder: Path, names=("kodim01", "kodim23")) -> None:
+def _write_inputs(kodak: Path, folder: Path, names=("kodim01", "kodim23")) -> None:
+    """Downscaled copies of real photos (small, so the tests stay fast on 2 cores)."""
     folder.mkdir(parents=True, exist_ok=True)
     for name in names:
-        src = KODAK / f"{name}.png"
-        if not src.is_file():
-            pytest.skip(f"{src} not available")
-        img = cv2.resize(cv2.imread(str(src)), (80, 56), interpolation=cv2.INTER_AREA)
+        img = cv2.resize(cv2.imread(str(kodak / f"{name}.png")), (80, 56), interpolation=cv2.INTER_AREA)
         cv2.imwrite(str(folder / f"{name}.png"), img)
 
 
-def test_make_pairs_skips_corrupt_file_and_is_reproducible(tmp_path, warnings_log):
+def test_make_pairs_skips_corrupt_file_and_is_reproducible(kodak, tmp_path, warnings_log):
     src = tmp_path / "sharp"
-    _write_inputs(src)
+    _write_inputs(kodak, src)
     (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
     (src / "notes.txt").write_text("ignored")
     stats = make_pairs(src, tmp_path / "out", "trajectory", seed=5, progress=False)
     assert (stats.written, stats.skipped) == (2, 1)
     assert len(warnings_log) == 1 and "broken.png" in warnings_log[0].getMessage()
-    names = sorted(p.name for p in (tmp_path / "out" / "blur").iterdir())
-    assert names == sorted(p.name for p in (tmp_path / "out" / "sharp").iterdir()) == ["kodim01.png", "kodim23.png"]
+    for sub in ("blur", "sharp"):
+        assert sorted(p.name for p in (tmp_path / "out" / sub).iterdir()) == ["kodim01.png", "kodim23.png"]
     blur = cv2.imread(str(tmp_path / "out" / "blur" / "kodim23.png"))
     assert blur.shape == (56, 80, 3)
     # same seed, another folder holding only one of the files: same result (order-independent)
     solo = tmp_path / "solo"
-    _write_inputs(solo, names=("kodim23",))
+    _write_inputs(kodak, solo, names=("kodim23",))
     make_pairs(solo, tmp_path / "out2", "trajectory", seed=5, progress=False)
     np.testing.assert_array_equal(cv2.imread(str(tmp_path / "out2" / "blur" / "kodim23.png")), blur)
     make_pairs(solo, tmp_path / "out3", "trajectory", seed=6, progress=False)
@@ -289,9 +291,9 @@ def test_make_pairs_skips_corrupt_file_and_is_reproducible(tmp_path, warnings_lo
     assert not [p for p in (tmp_path / "out").rglob(".*")]  # no temp files left
 
 
-def test_make_pairs_gopro_and_limit(tmp_path):
+def test_make_pairs_gopro_and_limit(kodak, tmp_path):
     src = tmp_path / "sharp"
-    _write_inputs(src)
+    _write_inputs(kodak, src)
     stats = make_pairs(src, tmp_path / "out", "gopro", seed=0, limit=1, progress=False)
     assert stats.written == 1 and [p.name for p in (tmp_path / "out" / "blur").iterdir()] == ["kodim01.png"]
 
@@ -340,13 +342,12 @@ def test_write_video_pair_same_frame_count(photo, tmp_path):
 # --- CLI ---------------------------------------------------------------------------------------
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
     return subprocess.run([sys.executable, "-m", "deblur.train.blur_cli", *args], capture_output=True,
-                          text=True, timeout=120, env=env)
+                          text=True, timeout=120, cwd=REPO)
 
 
-def test_cli_pairs(tmp_path):
-    _write_inputs(tmp_path / "sharp", names=("kodim01",))
+def test_cli_pairs(kodak, tmp_path):
+    _write_inputs(kodak, tmp_path / "sharp", names=("kodim01",))
     r = cli("pairs", "--sharp", str(tmp_path / "sharp"), "--out", str(tmp_path / "out"), "--seed", "3")
     assert r.returncode == 0, r.stderr
     assert "wrote 1 pairs" in r.stdout
@@ -354,8 +355,8 @@ def test_cli_pairs(tmp_path):
     assert (tmp_path / "out" / "sharp" / "kodim01.png").is_file()
 
 
-def test_cli_video(tmp_path):
-    _write_inputs(tmp_path, names=("kodim01",))
+def test_cli_video(kodak, tmp_path):
+    _write_inputs(kodak, tmp_path, names=("kodim01",))
     r = cli("video", "--image", str(tmp_path / "kodim01.png"), "--out", str(tmp_path / "v"),
             "--frames", "5", "--size", "64x48", "--fps", "12")
     assert r.returncode == 0, r.stderr

@@ -1,0 +1,166 @@
+"""``TrainConfig``: every training setting in one dataclass, from YAML, ``--set key=value`` and flags.
+
+The resolved config is written beside the checkpoints and stored in each of them as a plain dict,
+so a run can always be reproduced and resumed. Values from ``--set`` are parsed as YAML scalars
+(safe_load): never ``eval``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deblur.train.errors import InputError
+
+
+@dataclass
+class TrainConfig:
+    """Defaults follow the paper and the authors' 2018 code, except where noted.
+
+    Departures (all options): ``ema`` (beyond the paper), ``gp="per-sample"`` (the authors drew one
+    alpha per batch and took a per-pixel norm; standard WGAN-GP is per sample),
+    ``perceptual_imagenet_norm=True`` (the authors fed [-1,1] to VGG unnormalised).
+    """
+
+    # data
+    sharp: list[str] = field(default_factory=list)  # folders of sharp photos: synthetic pairs on the fly
+    pairs: list[str] = field(default_factory=list)  # paired (blur/, sharp/) or GoPro-layout folders
+    val_sharp: list[str] = field(default_factory=list)
+    val_pairs: list[str] = field(default_factory=list)
+    val_limit: int = 16
+    val_crop: int = 256
+    synthetic_ratio: float = 2.0  # synthetic : real, the paper's Comb model
+    blur_methods: dict[str, float] = field(default_factory=lambda: {"trajectory": 1.0})
+    crop: int = 256
+    halve: bool = False  # the authors halve 1280x720 GoPro frames to 640x360
+    flip: bool = True
+    workers: int = 2
+    # model
+    spec: str = "deblurgan"
+    # optimisation (paper)
+    batch: int = 1
+    steps: int = 1000  # generator steps
+    critic_steps: int = 5
+    lr: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    decay_start: float = 0.5  # constant LR, then linear decay to 0 from this fraction of steps
+    content: str = "perceptual"  # perceptual | l1 | l2
+    content_weight: float = 100.0
+    adv_weight: float = 1.0
+    lambda_gp: float = 10.0
+    gp: str = "per-sample"  # per-sample | authors
+    vgg_weights: str | None = None
+    perceptual_after_relu: bool = False  # authors: conv3_3 before ReLU
+    perceptual_imagenet_norm: bool = True
+    ema: float = 0.999  # 0 disables the EMA generator
+    amp: str = "auto"  # auto (bf16 autocast on CUDA where supported) | off
+    # run
+    out: str = "runs/deblur"
+    device: str = "auto"
+    seed: int = 0
+    log_every: int = 10
+    val_every: int = 250
+    save_every: int = 500
+    image_every: int = 500
+    keep: int = 3
+    max_rollbacks: int = 3
+    curves: bool = False  # write OUT/curves.png at each checkpoint
+    tensorboard: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        cfg = cls()
+        for k, v in d.items():
+            set_value(cfg, k, v)
+        return cfg
+
+
+_CHOICES = {"content": ("perceptual", "l1", "l2"), "gp": ("per-sample", "authors"), "amp": ("auto", "off")}
+
+
+def set_value(cfg: TrainConfig, key: str, value: Any) -> None:
+    """Set one field with type coercion; unknown keys get a suggestion."""
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    if key not in fields:
+        near = difflib.get_close_matches(key, fields, n=1)
+        raise InputError(f"unknown training setting {key!r}", hint=f"did you mean {near[0]!r}?" if near else "see deblur-train --help")
+    current = getattr(cfg, key)
+    try:
+        if isinstance(current, list):
+            value = [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
+        elif isinstance(current, dict):
+            if not isinstance(value, dict):
+                raise TypeError("expected a mapping like {trajectory: 2, gopro: 1}")
+            value = {str(k): float(v) for k, v in value.items()}
+        elif isinstance(current, bool):
+            if not isinstance(value, bool):
+                raise TypeError("expected true or false")
+        elif isinstance(current, int):
+            if isinstance(value, bool) or float(value) != int(float(value)):
+                raise TypeError("expected an integer")
+            value = int(value)
+        elif isinstance(current, float):
+            value = float(value)
+        elif value is not None:
+            value = str(value)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"bad value {value!r} for training setting {key!r}", hint=str(e)) from None
+    if key in _CHOICES and value not in _CHOICES[key]:
+        raise InputError(f"bad value {value!r} for {key!r}", hint=f"choose one of {', '.join(_CHOICES[key])}")
+    setattr(cfg, key, value)
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs; values are YAML scalars or flow collections (safe_load)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"bad --set {item!r}", hint="write --set key=value, e.g. --set lr=2e-4")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            out[key.strip()] = raw
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("config file not found", path, hint="pass a YAML file written by deblur-train (OUT/config.yaml)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise InputError(f"is not valid YAML ({str(e).splitlines()[0]})", path, hint="fix the syntax") from None
+    if not isinstance(data, dict):
+        raise InputError("must hold a mapping of settings", path, hint="write one 'key: value' per line")
+    return data
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Cross-field checks, before any work starts."""
+    from deblur.train.specs import get_spec
+
+    get_spec(cfg.spec)
+    if not cfg.sharp and not cfg.pairs:
+        raise InputError("no training data", hint="pass --sharp DIR (synthetic pairs) and/or --pairs DIR (blur/ and sharp/ or GoPro layout)")
+    for folder in [*cfg.sharp, *cfg.pairs, *cfg.val_sharp, *cfg.val_pairs]:
+        if not Path(folder).is_dir():
+            raise InputError("data folder not found", folder, hint="check the path")
+    for name in ("steps", "batch", "crop", "critic_steps", "keep", "log_every", "val_every", "save_every", "image_every"):
+        if getattr(cfg, name) < 1:
+            raise InputError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+    if cfg.crop % 4:
+        raise InputError(f"crop must be a multiple of 4, got {cfg.crop}")
+    if not 0 <= cfg.ema < 1:
+        raise InputError(f"ema must be in [0, 1), got {cfg.ema}")

@@ -1,0 +1,142 @@
+"""``deblur-train``: train a DeblurGAN generator with the paper's recipe (see ``--help``)."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from deblur.train.cli import make_parser, run
+from deblur.train.config import TrainConfig, load_yaml, parse_set, set_value, validate
+from deblur.train.errors import InputError
+
+log = logging.getLogger("deblur")
+
+EPILOG = """examples:
+  # synthetic pairs from sharp photos, L1 content loss (no VGG weights needed)
+  deblur-train --sharp photos/ --val-sharp held_out/ --spec deblurgan-nano --content l1 --steps 20000 --out runs/nano
+  # the paper's recipe on GoPro (perceptual loss needs vgg19-dcbb9e9d.pth)
+  deblur-train --pairs GOPRO_Large/ --vgg-weights vgg19-dcbb9e9d.pth --set halve=true --out runs/paper
+  # continue after Ctrl-C or a crash; or change any setting
+  deblur-train --out runs/nano --resume
+  deblur-train --config runs/nano/config.yaml --set lr=5e-5 --set blur_methods="{trajectory: 2, gopro: 1}"
+  # two processes (gloo on CPU, NCCL on GPU)
+  torchrun --nproc_per_node 2 -m deblur.train.train_cli --sharp photos/ --out runs/ddp
+
+Writes OUT/config.yaml, OUT/ckpt_*.pth (last --set keep=K), OUT/g.pth (the EMA generator, for
+deblur-export --ckpt and deblur-eval --model), OUT/metrics.jsonl, OUT/tb/ (TensorBoard),
+OUT/curves.png with --curves. Exit codes: 0 done, 130 interrupted (checkpoint saved),
+2 bad input, 4 diverged (non-finite loss after the allowed rollbacks).
+"""
+
+# flag -> config key, for the settings users set most
+_FLAGS = {"spec": "spec", "crop": "crop", "batch": "batch", "steps": "steps", "content": "content", "out": "out",
+          "vgg_weights": "vgg_weights", "seed": "seed", "device": "device", "workers": "workers"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = make_parser("deblur-train", "Train a DeblurGAN generator (WGAN-GP + content loss), resumable and distributed.", EPILOG)
+    p.add_argument("--config", type=Path, help="YAML file of settings (e.g. a previous OUT/config.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting, e.g. --set lr=2e-4 (repeatable)")
+    p.add_argument("--sharp", action="append", metavar="DIR", help="folder of sharp photos: synthetic pairs on the fly (repeatable)")
+    p.add_argument("--pairs", action="append", metavar="DIR", help="paired folder (blur/, sharp/) or GoPro layout (repeatable)")
+    p.add_argument("--val-sharp", action="append", metavar="DIR", help="held-out sharp photos for validation")
+    p.add_argument("--val-pairs", action="append", metavar="DIR", help="held-out pairs for validation")
+    p.add_argument("--spec", help="model spec: deblurgan (paper), deblurgan-lite, deblurgan-nano, deblurgan-pico")
+    p.add_argument("--crop", type=int, help="random crop size (default 256)")
+    p.add_argument("--batch", type=int, help="batch size per process (default 1, as the paper)")
+    p.add_argument("--steps", type=int, help="generator steps (default 1000)")
+    p.add_argument("--content", choices=["perceptual", "l1", "l2"], help="content loss (default perceptual, needs --vgg-weights)")
+    p.add_argument("--vgg-weights", help="torchvision's vgg19-dcbb9e9d.pth (default: torchvision's cache)")
+    p.add_argument("--out", help="output folder (default runs/deblur)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:1 (default auto)")
+    p.add_argument("--workers", type=int, help="data loader processes (default 2)")
+    p.add_argument("--curves", action="store_true", help="also write OUT/curves.png at every checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    return p
+
+
+def resolve_config(args: argparse.Namespace) -> TrainConfig:
+    """Defaults < --config file (or OUT/config.yaml when resuming) < flags < --set."""
+    cfg = TrainConfig()
+    config_file = args.config
+    if config_file is None and args.resume and args.out and (Path(args.out) / "config.yaml").is_file():
+        config_file = Path(args.out) / "config.yaml"
+    if config_file is not None:
+        for k, v in load_yaml(config_file).items():
+            set_value(cfg, k, v)
+    for flag, key in _FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            set_value(cfg, key, value)
+    for flag in ("sharp", "pairs", "val_sharp", "val_pairs"):
+        if getattr(args, flag):
+            set_value(cfg, flag, getattr(args, flag))
+    if args.curves:
+        cfg.curves = True
+    for k, v in parse_set(args.set).items():
+        set_value(cfg, k, v)
+    validate(cfg)
+    return cfg
+
+
+def write_config(cfg: TrainConfig) -> None:
+    import yaml
+
+    from deblur.train.fileio import atomic_write_text
+
+    atomic_write_text(Path(cfg.out) / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def build_data(cfg: TrainConfig):
+    from deblur.train.datasets import build_dataset, build_validation
+
+    train_set = build_dataset(pairs=cfg.pairs or None, sharp=cfg.sharp or None, crop=cfg.crop, flip=cfg.flip, halve=cfg.halve,
+                              seed=cfg.seed, synthetic_ratio=cfg.synthetic_ratio, methods=tuple(cfg.blur_methods.items()))
+    val_set = None
+    if cfg.val_sharp or cfg.val_pairs:
+        val_set = build_validation(pairs=cfg.val_pairs or None, sharp=cfg.val_sharp or None, crop=cfg.val_crop,
+                                   seed=cfg.seed, limit=cfg.val_limit)
+    return train_set, val_set
+
+
+def train(args: argparse.Namespace) -> int:
+    from deblur.train.trainer import Trainer
+
+    cfg = resolve_config(args)
+    if cfg.content == "perceptual":
+        from deblur.train.losses import load_vgg19_weights
+
+        load_vgg19_weights(cfg.vgg_weights)  # refuse now, not after the data is loaded
+    train_set, val_set = build_data(cfg)
+    trainer = Trainer(cfg, train_set, val_set)
+    if trainer.world.is_main:
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+        write_config(cfg)
+        log.info("training %s on %d samples (%s), %d steps, batch %d x %d process(es), device %s -> %s",
+                 cfg.spec, len(train_set), type(train_set).__name__, cfg.steps, cfg.batch, trainer.world.size,
+                 trainer.device, cfg.out)
+    else:
+        logging.getLogger("deblur").setLevel(logging.WARNING)
+    try:
+        result = trainer.fit(resume=args.resume)
+    finally:
+        from deblur.train.distributed import close_world
+
+        close_world(trainer.world)
+    if result.interrupted:
+        return 130
+    if trainer.world.is_main:
+        log.info("done: %d steps, generator %s", result.step, Path(cfg.out) / "g.pth")
+        print(f"next: deblur-eval --model {Path(cfg.out) / 'g.pth'} --blur BLUR_DIR --sharp SHARP_DIR")
+    if not result.replicas_identical:
+        raise InputError("the replicas' weights differ after distributed training", hint="report this with OUT/config.yaml")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run("deblur-train", build_parser(), train, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,399 @@
+"""The DeblurGAN training loop: WGAN-GP critic steps, then one generator step, durable and resumable.
+
+Per generator step (the authors' recipe): G(blur) once, ``critic_steps`` critic updates on that
+same batch, then one generator update on adversarial + content loss; EMA of G after each step.
+Durability: checkpoints are atomic, the last ``keep`` are kept, ``--resume`` continues exactly,
+SIGINT saves and stops, and a non-finite loss rolls back to the last good checkpoint with half
+the learning rate, at most ``max_rollbacks`` times.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from deblur.train import distributed as D
+from deblur.train.checkpoint import load_training_state, save_generator, save_training_state
+from deblur.train.config import TrainConfig
+from deblur.train.errors import CheckpointError, DeblurError
+from deblur.train.losses import content_loss, critic_loss, generator_adv_loss
+from deblur.train.networks import Critic, Generator
+from deblur.train.specs import get_spec
+
+log = logging.getLogger("deblur")
+TERMS = ("g_adv", "g_content", "d", "gp")
+
+
+class TrainingDivergedError(DeblurError):
+    exit_code = 4
+
+
+@dataclass
+class Result:
+    step: int
+    interrupted: bool = False
+    rollbacks: int = 0
+    replicas_identical: bool = True
+    val: dict[str, float] = field(default_factory=dict)
+
+
+def lr_factor(step: int, steps: int, decay_start: float) -> float:
+    """Constant, then linear decay to 0 at ``steps`` (the paper: over the second half)."""
+    start = int(steps * decay_start)
+    return 1.0 if step < start else max(0.0, (steps - step) / max(1, steps - start))
+
+
+def _device(name: str, world: D.World) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and world.distributed:
+        name = f"cuda:{world.local_rank}"
+    return torch.device(name)
+
+
+class Trainer:
+    """Holds the real state of a run: models, optimizers, schedulers, step and LR scale."""
+
+    def __init__(self, cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None = None):
+        self.cfg = cfg
+        self.world = D.init_world("cuda" if cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+        self.device = _device(cfg.device, self.world)
+        self.out = Path(cfg.out)
+        self.spec = get_spec(cfg.spec)
+        torch.manual_seed(cfg.seed)
+        self.g = Generator(self.spec).to(self.device)
+        self.d = Critic(self.spec).to(self.device)
+        D.broadcast_module(self.g, self.world)
+        D.broadcast_module(self.d, self.world)
+        torch.manual_seed(cfg.seed + 1000 * self.world.rank)  # ranks draw their own dropout masks and GP alphas
+        self.g_ema = copy.deepcopy(self.g).eval().requires_grad_(False) if cfg.ema > 0 else None
+        self.g_train = self._wrap(self.g)
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr, betas=betas)
+        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr, betas=betas)
+        self.lr_scale = 1.0
+        sched = lambda s: self.lr_scale * lr_factor(s, cfg.steps, cfg.decay_start)  # noqa: E731
+        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, sched)
+        self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, sched)
+        self.content = content_loss(
+            cfg.content, cfg.vgg_weights, after_relu=cfg.perceptual_after_relu, imagenet_norm=cfg.perceptual_imagenet_norm
+        ).to(self.device) if cfg.content == "perceptual" else content_loss(cfg.content).to(self.device)
+        self.amp_dtype = self._amp_dtype()
+        self.step = 0
+        self.rollbacks = 0
+        self.train_set, self.val_set = train_set, val_set
+        self._stop = False
+        self._writer = None
+
+    # ------------------------------------------------------------------------------ set-up
+    def _wrap(self, g: nn.Module) -> nn.Module:
+        if not self.world.distributed:
+            return g
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(g, device_ids=ids)
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        if self.cfg.amp == "off" or self.device.type != "cuda":
+            return None
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16  # no loss scaling needed, so the gradient penalty stays exact
+        log.warning("AMP off: this GPU has no bfloat16; training in FP32")
+        return None
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    # ------------------------------------------------------------------------------ state
+    def state(self) -> dict[str, Any]:
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "step": self.step,
+            "spec": self.spec.to_dict(),
+            "config": self.cfg.to_dict(),
+            "g": self.g.state_dict(),
+            "d": self.d.state_dict(),
+            "g_ema": self.g_ema.state_dict() if self.g_ema is not None else None,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "sched_g": self.sched_g.state_dict(),
+            "sched_d": self.sched_d.state_dict(),
+            "scaler": None,  # bf16 autocast needs no GradScaler
+            "lr_scale": self.lr_scale,
+            "rollbacks": self.rollbacks,
+            "world_size": self.world.size,
+            "rng": rng,
+            "torch_version": torch.__version__,
+        }
+
+    def load_state(self, s: dict[str, Any]) -> None:
+        self.g.load_state_dict(s["g"])
+        self.d.load_state_dict(s["d"])
+        if self.g_ema is not None:
+            self.g_ema.load_state_dict(s["g_ema"] if s.get("g_ema") is not None else s["g"])
+        self.opt_g.load_state_dict(s["opt_g"])
+        self.opt_d.load_state_dict(s["opt_d"])
+        self.sched_g.load_state_dict(s["sched_g"])
+        self.sched_d.load_state_dict(s["sched_d"])
+        self.step, self.lr_scale, self.rollbacks = int(s["step"]), float(s["lr_scale"]), int(s["rollbacks"])
+        torch.set_rng_state(s["rng"]["torch"])
+        if "cuda" in s["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(s["rng"]["cuda"])
+        if self.world.rank:
+            torch.manual_seed(self.cfg.seed + 1000 * self.world.rank + self.step)  # rank 0's state was saved
+
+    def checkpoints(self) -> list[Path]:
+        return sorted(self.out.glob("ckpt_*.pth"))
+
+    def save(self) -> Path | None:
+        path = self.out / f"ckpt_{self.step:08d}.pth"
+        if self.world.is_main:
+            save_training_state(path, self.state())
+            save_generator(self.out / "g.pth", self.g_ema or self.g, self.spec, meta={"step": self.step, "ema": self.g_ema is not None})
+            for old in self.checkpoints()[: -self.cfg.keep]:
+                old.unlink(missing_ok=True)  # only after the new one is complete
+            if self.cfg.curves:
+                from deblur.train.curves import plot_curves
+
+                plot_curves(self.out / "metrics.jsonl", self.out / "curves.png")
+        if self.world.distributed:
+            torch.distributed.barrier()
+        return path
+
+    def resume(self) -> bool:
+        """Load the newest readable checkpoint in ``out``; a damaged newest one is skipped with a warning."""
+        for path in reversed(self.checkpoints()):
+            try:
+                s = load_training_state(path)
+            except CheckpointError as e:
+                log.warning("skipping damaged checkpoint: %s", e)
+                continue
+            self.load_state(s)
+            log.info("resumed from %s at step %d (world size %d -> %d)", path, self.step, s.get("world_size", 1), self.world.size)
+            return True
+        return False
+
+    # ------------------------------------------------------------------------------ steps
+    def train_step(self, batch: dict[str, Any]) -> torch.Tensor:
+        cfg = self.cfg
+        blur = batch["blur"].to(self.device, non_blocking=True)
+        sharp = batch["sharp"].to(self.device, non_blocking=True)
+        with self._autocast():
+            fake = self.g_train(blur)
+        for _ in range(cfg.critic_steps):
+            self.opt_d.zero_grad(set_to_none=True)
+            with self._autocast():
+                loss_d, parts = critic_loss(self.d, sharp, fake, cfg.lambda_gp, per_sample=cfg.gp == "per-sample")
+            loss_d.backward()
+            D.average_gradients(self.d, self.world)
+            self.opt_d.step()
+        self.opt_g.zero_grad(set_to_none=True)
+        self.d.requires_grad_(False)
+        with self._autocast():
+            adv = generator_adv_loss(self.d, fake)
+            content = self.content(fake.float(), sharp)
+            loss_g = cfg.adv_weight * adv + cfg.content_weight * content
+        loss_g.backward()
+        self.d.requires_grad_(True)
+        self.opt_g.step()
+        self.sched_g.step()
+        self.sched_d.step()
+        self._update_ema()
+        return torch.stack([adv.detach().float(), content.detach().float(), parts["d"].float(), parts["gp"].float()])
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.g_ema is None:
+            return
+        decay = min(self.cfg.ema, (1 + self.step) / (10 + self.step))  # warm-up: early EMA tracks closely
+        for e, p in zip(self.g_ema.parameters(), self.g.parameters(), strict=True):
+            e.lerp_(p.detach(), 1 - decay)
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        from deblur.train.metrics import psnr, ssim
+
+        if self.val_set is None or not self.world.is_main:
+            return {}
+        model = self.g_ema or self.g
+        was_training = model.training
+        model.eval()
+        scores: dict[str, list[float]] = {"psnr": [], "ssim": [], "psnr_identity": [], "ssim_identity": []}
+        grid = None
+        for i in range(len(self.val_set)):
+            item = self.val_set[i]
+            blur = item["blur"][None].to(self.device)
+            out = model(blur)
+            u8 = [_to_uint8(t) for t in (blur[0], out[0], item["sharp"])]
+            scores["psnr"].append(psnr(u8[1], u8[2]))
+            scores["ssim"].append(ssim(u8[1], u8[2]))
+            scores["psnr_identity"].append(psnr(u8[0], u8[2]))
+            scores["ssim_identity"].append(ssim(u8[0], u8[2]))
+            if grid is None:
+                grid = torch.cat([blur[0].cpu(), out[0].cpu().float(), item["sharp"]], dim=2)
+        model.train(was_training)
+        res = {k: float(sum(v) / len(v)) for k, v in scores.items() if v}
+        if self._writer is not None and grid is not None:
+            self._writer.add_scalar("val/psnr", res["psnr"], self.step)
+            self._writer.add_scalar("val/ssim", res["ssim"], self.step)
+            if self.step % self.cfg.image_every == 0 or self.step == self.cfg.steps:
+                self._writer.add_image("val/blurred|deblurred|sharp", (grid + 1) / 2, self.step)
+        return res
+
+    # ------------------------------------------------------------------------------ loop
+    def fit(self, resume: bool = False) -> Result:
+        cfg = self.cfg
+        if self.world.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        if not (resume and self.resume()):
+            if resume:
+                log.info("no checkpoint in %s: starting from step 0", self.out)
+            self.save()  # step 0: the rollback target before any update
+        self._open_writer()
+        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            return self._loop()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            if self._writer is not None:
+                self._writer.close()
+
+    def _loop(self) -> Result:
+        cfg = self.cfg
+        val: dict[str, float] = {}
+        while True:
+            loader = self._loader()
+            bar = _bar(cfg.steps, self.step, self.world.is_main)
+            diverged = None
+            t0, n0 = time.perf_counter(), self.step
+            for batch in loader:
+                losses = self.train_step(batch)
+                self.step += 1
+                bar.update(1)
+                bad = not bool(torch.isfinite(losses).all())
+                stop, bad = D.any_rank([self._stop, bad], self.world, self.device)
+                if bad:
+                    diverged = _first_bad(losses)
+                    break
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    rate = (self.step - n0) / max(1e-9, time.perf_counter() - t0)
+                    self._log(losses, rate)
+                if self.step % cfg.val_every == 0 or self.step == cfg.steps:
+                    val = self.validate() or val
+                    if val:
+                        log.info("step %d val: PSNR %.2f dB (input %.2f), SSIM %.4f (input %.4f)", self.step,
+                                 val["psnr"], val["psnr_identity"], val["ssim"], val["ssim_identity"])
+                        self._append_metrics({"step": self.step, **{f"val/{k}": v for k, v in val.items()}})
+                if stop:
+                    path = self.save()
+                    bar.close()
+                    log.warning("interrupted at step %d: checkpoint %s saved; continue with --resume", self.step, path)
+                    return Result(self.step, interrupted=True, rollbacks=self.rollbacks, val=val)
+                if self.step % cfg.save_every == 0 or self.step == cfg.steps:
+                    self.save()
+            bar.close()
+            if diverged is None:
+                same = D.replicas_identical([self.g, self.d], self.world)
+                if self.world.distributed:
+                    log.info("replicas %s across %d ranks", "identical" if same else "DIFFER", self.world.size)
+                self._write_summary(val, same)
+                return Result(self.step, rollbacks=self.rollbacks, replicas_identical=same, val=val)
+            self._roll_back(diverged)
+
+    def _roll_back(self, term: str) -> None:
+        bad_step = self.step
+        good = self.checkpoints()[-1] if self.checkpoints() else None
+        if self.rollbacks >= self.cfg.max_rollbacks or good is None:
+            raise TrainingDivergedError(
+                f"training diverged: non-finite {term} loss at step {bad_step} after {self.rollbacks} rollback(s)",
+                path=good,
+                hint=f"last good checkpoint {good}; lower --set lr=..., check the data, or resume from it",
+            )
+        rollbacks = self.rollbacks + 1
+        self.load_state(load_training_state(good))
+        self.rollbacks, self.lr_scale = rollbacks, 0.5**rollbacks
+        for opt, sched in ((self.opt_g, self.sched_g), (self.opt_d, self.sched_d)):
+            for group, base in zip(opt.param_groups, sched.base_lrs, strict=True):
+                group["lr"] = base * sched.lr_lambdas[0](self.step)  # the lowered scale, from this step on
+        log.warning("non-finite %s loss at step %d: rolled back to %s (step %d) with LR x%.3g (%d/%d)",
+                    term, bad_step, good.name, self.step, self.lr_scale, rollbacks, self.cfg.max_rollbacks)
+
+    # ------------------------------------------------------------------------------ plumbing
+    def _loader(self) -> DataLoader:
+        n = len(self.train_set)
+        sampler = D.StepBatches(n, self.cfg.batch, self.cfg.seed, self.step, self.cfg.steps, self.world)
+        return DataLoader(D.EpochItems(self.train_set), batch_sampler=sampler, num_workers=self.cfg.workers,
+                          pin_memory=self.device.type == "cuda", persistent_workers=False)
+
+    def _on_sigint(self, signum, frame) -> None:  # noqa: ARG002
+        if self._stop:
+            raise KeyboardInterrupt  # second Ctrl-C: stop now
+        self._stop = True
+        log.warning("Ctrl-C: finishing this step, saving a checkpoint and stopping (Ctrl-C again to abort)")
+
+    def _open_writer(self) -> None:
+        if not (self.world.is_main and self.cfg.tensorboard):
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            log.warning("TensorBoard not installed (pip install tensorboard): logging to metrics.jsonl only")
+            return
+        self._writer = SummaryWriter(str(self.out / "tb"))
+
+    def _log(self, losses: torch.Tensor, rate: float) -> None:
+        if not self.world.is_main:
+            return
+        vals = dict(zip(TERMS, losses.tolist(), strict=True))
+        lr = self.opt_g.param_groups[0]["lr"]
+        log.info("step %d/%d | %s | lr %.2e | %.2f it/s", self.step, self.cfg.steps,
+                 " | ".join(f"{k} {v:.4g}" for k, v in vals.items()), lr, rate)
+        self._append_metrics({"step": self.step, **{f"loss/{k}": v for k, v in vals.items()}, "lr": lr})
+        if self._writer is not None:
+            for k, v in vals.items():
+                self._writer.add_scalar(f"loss/{k}", v, self.step)
+            self._writer.add_scalar("lr", lr, self.step)
+
+    def _append_metrics(self, row: dict[str, Any]) -> None:
+        if self.world.is_main:
+            with open(self.out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+    def _write_summary(self, val: dict[str, float], same: bool) -> None:
+        if self.world.is_main:
+            from deblur.train.fileio import atomic_write_text
+
+            summary = {"step": self.step, "world_size": self.world.size, "replicas_identical": same,
+                       "rollbacks": self.rollbacks, "val": val, "g": str(self.out / "g.pth")}
+            atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
+
+
+def _to_uint8(t: torch.Tensor):
+    return ((t.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def _first_bad(losses: torch.Tensor) -> str:
+    for name, v in zip(TERMS, losses.tolist(), strict=True):
+        if not math.isfinite(v):
+            return name
+    return "unknown"
+
+
+def _bar(total: int, start: int, main: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, desc="deblur-train", unit="step", disable=not (main and sys.stderr.isatty()))

@@ -44,9 +44,21 @@ def make_parser(prog: str, description: str, epilog: str | None = None) -> argpa
     return p
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now (tests and embedding apps replace it)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # noqa: ARG002 - StreamHandler.__init__ assigns it
+        pass
+
+
 def setup_logging(level: str) -> None:
     """Log lines go to stderr through the ``deblur`` logger; results go to stdout."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s" if level == "DEBUG" else "%(message)s"))
     log.handlers[:] = [handler]
     log.setLevel(level)

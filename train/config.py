@@ -154,6 +154,8 @@ def validate(cfg: TrainConfig) -> None:
     get_spec(cfg.spec)
     if not cfg.sharp and not cfg.pairs:
         raise InputError("no training data", hint="pass --sharp DIR (synthetic pairs) and/or --pairs DIR (blur/ and sharp/ or GoPro layout)")
+    if len(cfg.pairs) > 1 or len(cfg.val_pairs) > 1:
+        raise InputError("one --pairs (and one --val-pairs) folder per run", hint="put the sequences under one GoPro-layout folder")
     for folder in [*cfg.sharp, *cfg.pairs, *cfg.val_sharp, *cfg.val_pairs]:
         if not Path(folder).is_dir():
             raise InputError("data folder not found", folder, hint="check the path")

@@ -91,11 +91,11 @@ def write_config(cfg: TrainConfig) -> None:
 def build_data(cfg: TrainConfig):
     from deblur.train.datasets import build_dataset, build_validation
 
-    train_set = build_dataset(pairs=cfg.pairs or None, sharp=cfg.sharp or None, crop=cfg.crop, flip=cfg.flip, halve=cfg.halve,
+    train_set = build_dataset(pairs=cfg.pairs[0] if cfg.pairs else None, sharp=cfg.sharp or None, crop=cfg.crop, flip=cfg.flip, halve=cfg.halve,
                               seed=cfg.seed, synthetic_ratio=cfg.synthetic_ratio, methods=tuple(cfg.blur_methods.items()))
     val_set = None
     if cfg.val_sharp or cfg.val_pairs:
-        val_set = build_validation(pairs=cfg.val_pairs or None, sharp=cfg.val_sharp or None, crop=cfg.val_crop,
+        val_set = build_validation(pairs=cfg.val_pairs[0] if cfg.val_pairs else None, sharp=cfg.val_sharp or None, crop=cfg.val_crop,
                                    seed=cfg.seed, limit=cfg.val_limit)
     return train_set, val_set
 

@@ -137,7 +137,7 @@ class Trainer:
             "rollbacks": self.rollbacks,
             "world_size": self.world.size,
             "rng": rng,
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),
         }
 
     def load_state(self, s: dict[str, Any]) -> None:
@@ -336,8 +336,11 @@ class Trainer:
     def _loader(self) -> DataLoader:
         n = len(self.train_set)
         sampler = D.StepBatches(n, self.cfg.batch, self.cfg.seed, self.step, self.cfg.steps, self.world)
+        # Its own generator: a DataLoader otherwise draws its worker seed from the global RNG, and a
+        # resumed run (which makes a new loader) would then drift from one that never stopped.
+        gen = torch.Generator().manual_seed(self.cfg.seed)
         return DataLoader(D.EpochItems(self.train_set), batch_sampler=sampler, num_workers=self.cfg.workers,
-                          pin_memory=self.device.type == "cuda", persistent_workers=False)
+                          pin_memory=self.device.type == "cuda", persistent_workers=False, generator=gen)
 
     def _on_sigint(self, signum, frame) -> None:  # noqa: ARG002
         if self._stop:

@@ -39,6 +39,7 @@ class TrainConfig:
     workers: int = 2
     # model
     spec: str = "deblurgan"
+    ndf: int = 0  # critic width; 0 = the spec's (64, the paper's). A narrower critic trains much faster on CPU.
     # optimisation (paper)
     batch: int = 1
     steps: int = 1000  # generator steps

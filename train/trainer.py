@@ -9,6 +9,7 @@ the learning rate, at most ``max_rollbacks`` times.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -71,6 +72,8 @@ class Trainer:
         self.device = _device(cfg.device, self.world)
         self.out = Path(cfg.out)
         self.spec = get_spec(cfg.spec)
+        if cfg.ndf:
+            self.spec = dataclasses.replace(self.spec, ndf=cfg.ndf)
         torch.manual_seed(cfg.seed)
         self.g = Generator(self.spec).to(self.device)
         self.d = Critic(self.spec).to(self.device)
@@ -166,7 +169,7 @@ class Trainer:
             save_generator(self.out / "g.pth", self.g_ema or self.g, self.spec, meta={"step": self.step, "ema": self.g_ema is not None})
             for old in self.checkpoints()[: -self.cfg.keep]:
                 old.unlink(missing_ok=True)  # only after the new one is complete
-            if self.cfg.curves:
+            if self.cfg.curves and (self.out / "metrics.jsonl").is_file():
                 from deblur.train.curves import plot_curves
 
                 plot_curves(self.out / "metrics.jsonl", self.out / "curves.png")

@@ -62,6 +62,7 @@ def test_short_run_per_content_loss(tmp_path, photos, content):
     assert (run / "config.yaml").is_file() and (run / "summary.json").is_file()
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert any("loss/g_content" in r for r in rows) and any("val/psnr" in r for r in rows)
+    assert list((run / "tb").glob("events.out.tfevents.*")), "no TensorBoard events written"
     model, w = load_generator(run / "g.pth")  # what deblur-export --ckpt and deblur-eval --model take
     assert w.spec.name == "deblurgan-pico"
     assert sorted(p.name for p in run.glob("ckpt_*.pth")) == ["ckpt_00000000.pth", "ckpt_00000002.pth"]

@@ -259,7 +259,6 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ loop
     def fit(self, resume: bool = False) -> Result:
-        cfg = self.cfg
         if self.world.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
         if not (resume and self.resume()):

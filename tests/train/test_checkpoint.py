@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from deblur.train import checkpoint as ck
 from deblur.train.errors import (
@@ -28,39 +27,6 @@ from deblur.train.networks import Critic, Generator
 from deblur.train.specs import ModelSpec, get_spec
 
 SPEC = ModelSpec("t", ngf=8, n_blocks=2)
-
-
-# --------------------------------------------------- the authors' 2018 ResnetGenerator (independent copy)
-class _AuthorsBlock(nn.Module):
-    def __init__(self, dim, track):
-        super().__init__()
-        norm = lambda c: nn.InstanceNorm2d(c, affine=False, track_running_stats=track)  # noqa: E731
-        self.conv_block = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=True), norm(dim), nn.ReLU(True), nn.Dropout(0.5),
-            nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=True), norm(dim))
-
-    def forward(self, x):
-        return x + self.conv_block(x)
-
-
-class _AuthorsG(nn.Module):
-    def __init__(self, ngf=8, n_blocks=2, track=False):
-        super().__init__()
-        norm = lambda c: nn.InstanceNorm2d(c, affine=False, track_running_stats=track)  # noqa: E731
-        m = [nn.ReflectionPad2d(3), nn.Conv2d(3, ngf, 7, padding=0, bias=True), norm(ngf), nn.ReLU(True)]
-        for i in range(2):
-            mult = 2**i
-            m += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=True), norm(ngf * mult * 2), nn.ReLU(True)]
-        m += [_AuthorsBlock(ngf * 4, track) for _ in range(n_blocks)]
-        for i in range(2):
-            mult = 2 ** (2 - i)
-            m += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1, bias=True),
-                  norm(ngf * mult // 2), nn.ReLU(True)]
-        m += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7, padding=0), nn.Tanh()]
-        self.model = nn.Sequential(*m)
-
-    def forward(self, x):
-        return torch.clamp(x + self.model(x), -1, 1)
 
 
 @pytest.fixture()
@@ -87,7 +53,8 @@ def test_save_load_roundtrip(tmp_path, gen, suffix):
 
 @pytest.mark.parametrize("prefix", ["", "module."])
 @pytest.mark.parametrize("buffers", [False, True])
-def test_authors_2018_layout(tmp_path, prefix, buffers):
+def test_authors_2018_layout(tmp_path, prefix, buffers, authors_generator):
+    _AuthorsG = authors_generator
     torch.manual_seed(1)
     authors = _AuthorsG(ngf=8, n_blocks=2, track=buffers).eval()
     state = {prefix + k: v for k, v in authors.state_dict().items()}

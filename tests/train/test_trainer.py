@@ -7,13 +7,11 @@ import sys
 import time
 
 import cv2
-import numpy as np
 import pytest
 import torch
 
 from deblur.train.checkpoint import load_generator, load_training_state
 from deblur.train.config import TrainConfig
-from deblur.train.errors import InputError
 from deblur.train.train_cli import main
 from deblur.train.trainer import Trainer, TrainingDivergedError
 

@@ -15,10 +15,15 @@ def pad_amounts(h: int, w: int, multiple: int, min_size: int = 0) -> tuple[int, 
     return ph, pw
 
 
-def to_tensor(rgb: np.ndarray, multiple: int = 4, min_size: int = 0) -> np.ndarray:
-    """uint8 HxWx3 RGB -> 1x3xHpxWp float32 in [-1, 1], reflect-padded bottom/right."""
+def to_tensor(rgb: np.ndarray, multiple: int = 4, min_size: int = 0, size: tuple[int, int] | None = None) -> np.ndarray:
+    """uint8 HxWx3 RGB -> 1x3xHpxWp float32 in [-1, 1], reflect-padded bottom/right.
+
+    ``size`` pads to exactly that (H, W) instead (static-shape models); it must not be smaller.
+    """
     h, w = rgb.shape[:2]
-    ph, pw = pad_amounts(h, w, multiple, min_size)
+    ph, pw = pad_amounts(h, w, multiple, min_size) if size is None else (size[0] - h, size[1] - w)
+    if ph < 0 or pw < 0:
+        raise ValueError(f"frame {w}x{h} is larger than the model's static size {size[1]}x{size[0]}")
     if ph or pw:
         mode = "reflect" if ph < h and pw < w else "edge"
         rgb = np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode=mode)

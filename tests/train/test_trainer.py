@@ -2,6 +2,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -229,7 +230,11 @@ def test_torchrun_two_processes_identical_weights_and_resume_across_world_sizes(
     out = tmp_path / "ddp"
     common = ["--sharp", str(photos), "--content", "l1", "--out", str(out), *TINY]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29571",
+    with socket.socket() as sock:  # a free port: a fixed one collides with other runs on the machine
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                        "--master_port", port,
                         "-m", "deblur.train.train_cli", "--steps", "3", *common], capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())

@@ -1,0 +1,166 @@
+"""``Deblurrer``: one object for ``.pth``, ``.onnx`` and ``.engine`` models, frames in, frames out.
+
+    from deblur.runtime import Deblurrer
+    with Deblurrer("default") as deblur:          # bundled model, ONNX Runtime on the CPU
+        sharp = deblur(frame)                      # uint8 BGR HxWx3 in, same shape and dtype out
+
+The backend comes from the file suffix; the spec and I/O contract from the artifact. Frames of
+any size from 1x1 are padded to the model's multiple and cropped back; frames larger than an
+engine's profile (or ``tile``) are tiled with feathered overlaps.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deblur.runtime.backends import backend_name, load_backend
+from deblur.runtime.frames import postprocess, preprocess
+from deblur.runtime.tiling import run_tiled
+from deblur.train.errors import InputError
+from deblur.train.zoo import BUNDLED, resolve_model
+
+
+class Deblurrer:
+    """Deblur frames with any exported model.
+
+    Args:
+        model: a file (``.pth``/``.pt``/``.safetensors``, ``.onnx``, ``.engine``/``.plan``) or ``"default"``.
+        device: ``"cpu"`` or ``"cuda:N"``.
+        backend: ``"torch"``, ``"onnxruntime"`` or ``"tensorrt"``; default from the suffix.
+        rgb: frames are RGB instead of OpenCV's BGR.
+        tile: ``"auto"`` (tile only what the backend cannot take whole), an int tile side in px
+            (tile frames larger than that), or ``0`` (never tile; refuse what does not fit).
+        tile_overlap: overlap between tiles in px (feathered).
+        threads: CPU threads for torch / ONNX Runtime.
+    """
+
+    def __init__(self, model: str | Path = "default", device: str = "cpu", backend: str | None = None, *,
+                 rgb: bool = False, tile: int | str = "auto", tile_overlap: int = 32, threads: int | None = None,
+                 spec: str | None = None):
+        if str(model) in BUNDLED:
+            backend = backend or ("onnxruntime" if not device.startswith("cuda") else "torch")
+            model = resolve_model(model, backend)
+        path = Path(model)
+        if not path.exists():
+            raise InputError("model not found", path, hint="pass a .pth, .onnx or .engine file, or 'default'")
+        self.backend_name = backend_name(path, backend)
+        options: dict[str, Any] = {"threads": threads}
+        if spec is not None:
+            options["spec"] = spec
+        self.backend = load_backend(path, backend, device, **options)
+        self.path, self.device, self.rgb = path, device, rgb
+        if tile != "auto" and (not isinstance(tile, int) or tile < 0):
+            raise InputError(f"tile must be 'auto', 0 or a positive size in px, got {tile!r}")
+        self.tile, self.tile_overlap = tile, tile_overlap
+        self.timings: dict[str, float] = {}
+
+    # ------------------------------------------------------------------------------ context
+    def __enter__(self) -> Deblurrer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.backend.close()
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return self.backend.spec
+
+    def __repr__(self) -> str:
+        return f"Deblurrer({str(self.path)!r}, backend={self.backend_name!r}, device={self.device!r}, spec={self.spec.get('name')!r})"
+
+    # ------------------------------------------------------------------------------ calls
+    def __call__(self, frame: Any) -> Any:
+        """One frame: numpy HxW[xC] (uint8/uint16/float), or a CUDA tensor / ``__cuda_array_interface__`` array."""
+        if not isinstance(frame, np.ndarray) and _is_device_array(frame):
+            return self._device_call(frame)
+        return self.batch([frame])[0]
+
+    def batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """Several frames; equal shapes and dtypes run as one batch, others one by one."""
+        if not frames:
+            return []
+        if len({(f.shape, f.dtype) for f in frames if isinstance(f, np.ndarray)}) > 1:
+            return [self(f) for f in frames]
+        t0 = time.perf_counter()
+        size = self.backend.static_hw if self._fits_static(frames[0]) else None
+        pre = [preprocess(f, self.backend.multiple, self.backend.min_size, self.rgb, size) for f in frames]
+        x = np.concatenate([p[0] for p in pre]) if len(pre) > 1 else pre[0][0]
+        t1 = time.perf_counter()
+        y = self._infer(x)
+        t2 = time.perf_counter()
+        out = [postprocess(y[i : i + 1], info) for i, (_, info) in enumerate(pre)]
+        t3 = time.perf_counter()
+        self.timings = {"pre_ms": (t1 - t0) * 1e3, "infer_ms": (t2 - t1) * 1e3, "post_ms": (t3 - t2) * 1e3}
+        return out
+
+    # ------------------------------------------------------------------------------ internals
+    def _fits_static(self, frame: np.ndarray) -> bool:
+        s = self.backend.static_hw
+        return s is not None and frame.shape[0] <= s[0] and frame.shape[1] <= s[1]
+
+    def _tile_hw(self, h: int, w: int) -> tuple[int, int] | None:
+        """The tile size for an ``h x w`` padded input, or None to run it whole."""
+        b, m = self.backend, self.backend.multiple
+        if b.static_hw is not None:
+            limit = b.static_hw
+        elif b.max_hw is not None:
+            limit = (b.max_hw[0] // m * m, b.max_hw[1] // m * m)
+        else:
+            limit = None
+        if isinstance(self.tile, int) and self.tile > 0:
+            t = max(self.tile // m * m, b.min_size)
+            limit = (min(t, limit[0]), min(t, limit[1])) if limit else (t, t)
+        if limit is None or (h <= limit[0] and w <= limit[1]) and (b.static_hw is None or (h, w) == b.static_hw):
+            return None
+        if self.tile == 0:
+            raise InputError(f"a {w}x{h} input does not fit the model ({limit[1]}x{limit[0]} at most) and tiling is off",
+                             self.path, hint="use tile='auto' or rebuild the engine with a larger --max-shape")
+        return limit
+
+    def _infer(self, x: np.ndarray) -> np.ndarray:
+        tile = self._tile_hw(*x.shape[2:])
+        if tile is None:
+            return self.backend.infer(x)
+        return run_tiled(x, self.backend.infer, tile, self.tile_overlap)
+
+    def _device_call(self, frame: Any) -> Any:
+        """CUDA input, CUDA output, no host copy: pre/post as torch ops on the device."""
+        import torch
+        import torch.nn.functional as F
+
+        t = frame if isinstance(frame, torch.Tensor) else torch.as_tensor(frame, device="cuda")
+        if t.dtype != torch.uint8 or t.ndim != 3 or t.shape[2] != 3:
+            raise InputError(f"device frames must be uint8 HxWx3, got {tuple(t.shape)} {t.dtype}")
+        t0 = time.perf_counter()
+        h, w = t.shape[:2]
+        x = t.permute(2, 0, 1).float()[None]
+        if not self.rgb:
+            x = x.flip(1)
+        m = self.backend.multiple
+        ph, pw = max(-(-h // m) * m, self.backend.min_size) - h, max(-(-w // m) * m, self.backend.min_size) - w
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
+        x = x / 127.5 - 1.0
+        t1 = time.perf_counter()
+        y = self.backend.infer_device(x)
+        t2 = time.perf_counter()
+        y = ((y[0, :, :h, :w].clamp(-1, 1) + 1.0) * 127.5).round()
+        if not self.rgb:
+            y = y.flip(0)
+        out = y.permute(1, 2, 0).to(torch.uint8).contiguous()
+        self.timings = {"pre_ms": (t1 - t0) * 1e3, "infer_ms": (t2 - t1) * 1e3, "post_ms": (time.perf_counter() - t2) * 1e3}
+        if not isinstance(frame, torch.Tensor) and type(frame).__module__.startswith("cupy"):
+            import cupy
+
+            return cupy.asarray(out)
+        return out
+
+
+def _is_device_array(obj: Any) -> bool:
+    return hasattr(obj, "__cuda_array_interface__") or (type(obj).__module__.startswith("torch") and getattr(obj, "is_cuda", False))

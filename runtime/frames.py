@@ -1,0 +1,106 @@
+"""Frame policy: what goes in comes out, same shape and dtype (research/reliability.md IN-3, IN-4).
+
+- Colour order: BGR (OpenCV's convention) unless ``rgb=True``.
+- Channels: 3 as is; 1 (HxW or HxWx1) is replicated to RGB and the output is converted back to
+  gray; 4 (BGRA/RGBA) carries alpha through unchanged.
+- Bit depth from the dtype, never from pixel values: uint8 /255, uint16 /65535, float32 and
+  float64 as [0, 1] (values outside are clipped).
+- Any H, W >= 1: reflect padding to the model's multiple, edge padding where a side is too small
+  to reflect, crop back after the model.
+
+The uint8 three-channel path (every camera frame) uses OpenCV's vectorised calls; the rest is numpy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from deblur.train.errors import InputError
+
+_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0, np.dtype(np.float64): 1.0}
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """How to turn the model's output back into the caller's frame."""
+
+    h: int
+    w: int
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    gray: bool
+    rgb: bool
+    alpha: np.ndarray | None
+
+
+def check_frame(frame: np.ndarray) -> None:
+    if not isinstance(frame, np.ndarray):
+        raise InputError(f"frames must be numpy arrays (or CUDA tensors), got {type(frame).__name__}")
+    if frame.dtype not in _SCALE:
+        raise InputError(f"unsupported frame dtype {frame.dtype}", hint="use uint8, uint16, float32 or float64")
+    ok = frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (1, 3, 4))
+    if not ok or frame.shape[0] < 1 or frame.shape[1] < 1:
+        raise InputError(f"frame shape {frame.shape} is not HxW, HxWx1, HxWx3 or HxWx4", hint="pass an image array")
+
+
+def padding(h: int, w: int, multiple: int, min_size: int = 0, size: tuple[int, int] | None = None) -> tuple[int, int]:
+    """Bottom/right padding to a multiple (and at least ``min_size``), or to exactly ``size``."""
+    if size is not None:
+        return size[0] - h, size[1] - w
+    return max(-(-h // multiple) * multiple, min_size) - h, max(-(-w // multiple) * multiple, min_size) - w
+
+
+def _border(h: int, w: int, ph: int, pw: int) -> int:
+    return cv2.BORDER_REFLECT_101 if ph < h and pw < w else cv2.BORDER_REPLICATE
+
+
+def preprocess(frame: np.ndarray, multiple: int, min_size: int = 0, rgb: bool = False,
+               size: tuple[int, int] | None = None) -> tuple[np.ndarray, FrameInfo]:
+    """Frame -> ``1x3xHpxWp`` float32 RGB in [-1, 1] (reflect-padded), and how to undo it."""
+    check_frame(frame)
+    h, w = frame.shape[:2]
+    ph, pw = padding(h, w, multiple, min_size, size)
+    if ph < 0 or pw < 0:
+        raise InputError(f"frame {w}x{h} is larger than the model's fixed size {size[1]}x{size[0]}", hint="enable tiling")
+    channels = 1 if frame.ndim == 2 else frame.shape[2]
+    alpha = frame[..., 3].copy() if channels == 4 else None
+    info = FrameInfo(h, w, frame.shape, frame.dtype, channels == 1, rgb, alpha)
+    if frame.dtype == np.uint8 and channels in (3, 4):
+        img = frame[..., :3] if channels == 4 else frame
+        if ph or pw:
+            img = cv2.copyMakeBorder(np.ascontiguousarray(img), 0, ph, 0, pw, _border(h, w, ph, pw))
+        x = cv2.dnn.blobFromImage(img, 1 / 127.5, mean=(127.5, 127.5, 127.5), swapRB=not rgb)
+        return x, info
+    img = frame.reshape(h, w, -1)[..., :3].astype(np.float32) * np.float32(1.0 / _SCALE[frame.dtype])
+    if frame.dtype.kind == "f":
+        img = np.clip(img, 0.0, 1.0)
+    if channels == 1:
+        img = np.repeat(img, 3, axis=2)
+    elif not rgb:
+        img = img[..., ::-1]
+    if ph or pw:
+        img = cv2.copyMakeBorder(np.ascontiguousarray(img), 0, ph, 0, pw, _border(h, w, ph, pw))
+    x = np.ascontiguousarray(img.transpose(2, 0, 1))[None] * np.float32(2.0) - np.float32(1.0)
+    return x, info
+
+
+def postprocess(y: np.ndarray, info: FrameInfo) -> np.ndarray:
+    """``1x3xHpxWp`` in [-1, 1] -> the caller's frame: crop, clamp, scale, round (half to even)."""
+    planes = y[0, :, : info.h, : info.w]
+    if info.dtype == np.uint8 and not info.gray:
+        order = (0, 1, 2) if info.rgb else (2, 1, 0)
+        hwc = cv2.merge([np.ascontiguousarray(planes[c]) for c in order])
+        out = cv2.convertScaleAbs(np.maximum(hwc, -1.0), alpha=127.5, beta=127.5)  # round half to even, saturate
+        return out if info.alpha is None else np.dstack([out, info.alpha])
+    img = np.clip((planes.transpose(1, 2, 0).astype(np.float32) + 1.0) * 0.5, 0.0, 1.0)
+    if info.gray:
+        img = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)[..., None]
+    elif not info.rgb:
+        img = img[..., ::-1]
+    scale = _SCALE[info.dtype]
+    out = np.rint(img * scale).astype(info.dtype) if info.dtype.kind == "u" else img.astype(info.dtype)
+    if info.alpha is not None:
+        out = np.concatenate([out, info.alpha[..., None]], axis=2)
+    return out.reshape(info.shape)

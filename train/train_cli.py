@@ -88,15 +88,23 @@ def write_config(cfg: TrainConfig) -> None:
     atomic_write_text(Path(cfg.out) / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
+def _methods(cfg: TrainConfig) -> tuple:
+    """Blur methods with their parameters: the trajectory length is a setting (milder blur trains faster)."""
+    from deblur.train.blur import TrajectoryParams
+
+    traj = TrajectoryParams(max_len=cfg.blur_max_len)
+    return tuple((name, weight, traj) if name == "trajectory" else (name, weight) for name, weight in cfg.blur_methods.items())
+
+
 def build_data(cfg: TrainConfig):
     from deblur.train.datasets import build_dataset, build_validation
 
     train_set = build_dataset(pairs=cfg.pairs[0] if cfg.pairs else None, sharp=cfg.sharp or None, crop=cfg.crop, flip=cfg.flip, halve=cfg.halve,
-                              seed=cfg.seed, synthetic_ratio=cfg.synthetic_ratio, methods=tuple(cfg.blur_methods.items()))
+                              seed=cfg.seed, synthetic_ratio=cfg.synthetic_ratio, methods=_methods(cfg))
     val_set = None
     if cfg.val_sharp or cfg.val_pairs:
         val_set = build_validation(pairs=cfg.val_pairs[0] if cfg.val_pairs else None, sharp=cfg.val_sharp or None, crop=cfg.val_crop,
-                                   seed=cfg.seed, limit=cfg.val_limit)
+                                   seed=cfg.seed, limit=cfg.val_limit, methods=_methods(cfg))
     return train_set, val_set
 
 

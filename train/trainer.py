@@ -74,9 +74,13 @@ class Trainer:
         self.spec = get_spec(cfg.spec)
         if cfg.ndf:
             self.spec = dataclasses.replace(self.spec, ndf=cfg.ndf)
+        if cfg.dropout >= 0:
+            self.spec = dataclasses.replace(self.spec, dropout=cfg.dropout)
         torch.manual_seed(cfg.seed)
         self.g = Generator(self.spec).to(self.device)
         self.d = Critic(self.spec).to(self.device)
+        with torch.no_grad():
+            self.g.model[-2].weight.mul_(cfg.residual_init)  # the output conv: residual starts near 0
         D.broadcast_module(self.g, self.world)
         D.broadcast_module(self.d, self.world)
         torch.manual_seed(cfg.seed + 1000 * self.world.rank)  # ranks draw their own dropout masks and GP alphas

@@ -37,6 +37,6 @@ def to_float_image(y: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def to_uint8(y: np.ndarray, h: int, w: int) -> np.ndarray:
-    """1x3xHpxWp in [-1, 1] -> HxWx3 uint8 RGB: crop, clamp, round half up."""
+    """1x3xHpxWp in [-1, 1] -> HxWx3 uint8 RGB: crop, clamp, round half to even (as runtime.frames)."""
     v = (y[0, :, :h, :w].transpose(1, 2, 0) + 1.0) * 127.5
-    return np.floor(np.clip(v, 0.0, 255.0) + 0.5).astype(np.uint8)
+    return np.rint(np.clip(v, 0.0, 255.0)).astype(np.uint8)

@@ -35,7 +35,10 @@ __device__ void preprocess(const uint8_t* src, int h, int w, int pitch, int bgr,
   int y = blockIdx.y * blockDim.y + threadIdx.y;
   int n = blockIdx.z;
   if (x >= pw || y >= ph) return;
-  int sx = reflect_index(x, w), sy = reflect_index(y, h);
+  // Same rule as the CPU reference: reflect both axes, or clamp both when either pad is >= its side.
+  const bool edge = (ph - h >= h) || (pw - w >= w);
+  int sx = edge ? min(x, w - 1) : reflect_index(x, w);
+  int sy = edge ? min(y, h - 1) : reflect_index(y, h);
   const uint8_t* px = src + (size_t)n * h * pitch + (size_t)sy * pitch + 3 * sx;
   float c0 = px[0], c1 = px[1], c2 = px[2];
   float r = bgr ? c2 : c0, b = bgr ? c0 : c2;
@@ -47,7 +50,7 @@ __device__ void preprocess(const uint8_t* src, int h, int w, int pitch, int bgr,
   store(out + 2 * plane, b * s - 1.0f);
 }
 
-// One thread per pixel of the cropped frame (h x w): [-1, 1] -> [0, 255], clamp, round half up.
+// One thread per pixel of the cropped frame (h x w): [-1, 1] -> [0, 255], clamp, round half to even.
 template <typename T>
 __device__ void postprocess(const T* src, int ph, int pw, uint8_t* dst, int h, int w, int pitch, int bgr) {
   int x = blockIdx.x * blockDim.x + threadIdx.x;
@@ -60,7 +63,7 @@ __device__ void postprocess(const T* src, int ph, int pw, uint8_t* dst, int h, i
   for (int c = 0; c < 3; ++c) {
     float v = (load(in + c * plane) + 1.0f) * 127.5f;
     v = fminf(fmaxf(v, 0.0f), 255.0f);
-    rgb[c] = floorf(v + 0.5f);
+    rgb[c] = rintf(v);  // round half to even, as OpenCV's convertScaleAbs and numpy's rint
   }
   uint8_t* px = dst + (size_t)n * h * pitch + (size_t)y * pitch + 3 * x;
   px[0] = (uint8_t)(bgr ? rgb[2] : rgb[0]);

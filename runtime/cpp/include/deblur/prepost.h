@@ -14,7 +14,7 @@ extern "C" {
 int deblur_preprocess(const uint8_t* src, int n, int h, int w, int pitch, int bgr, void* dst, int ph, int pw,
                       int fp16, cudaStream_t stream);
 
-// NCHW RGB [-1, 1] of size ph x pw -> uint8 HWC h x w (crop, clamp, round half up).
+// NCHW RGB [-1, 1] of size ph x pw -> uint8 HWC h x w (crop, clamp, round half to even).
 int deblur_postprocess(const void* src, int n, int ph, int pw, int fp16, uint8_t* dst, int h, int w, int pitch,
                        int bgr, cudaStream_t stream);
 

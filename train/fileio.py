@@ -27,9 +27,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise InputError(f"cannot write to folder {folder} ({e.strerror})", hint="choose a writable output folder") from None
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; final files get the usual mode
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp (and some writers) make 0600; use the usual mode
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)

@@ -1,0 +1,77 @@
+"""Export time per stage and parity per spec on this machine: runs ``deblur-export --fp16`` per spec.
+
+Random-init generators (weights x3, so the residual is not tiny) for the specs without trained
+weights; ``--ckpt`` adds a trained checkpoint (e.g. ``default``). Prints a Markdown table.
+
+    python benchmarks/export_specs.py [--specs deblurgan-pico,deblurgan-nano,deblurgan-lite,deblurgan] [--ckpt default]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+
+from deblur.export.cli import main as export_main
+from deblur.train.checkpoint import save_generator
+from deblur.train.networks import Generator
+from deblur.train.specs import get_spec
+
+
+class _Stages(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.times: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        m = re.match(r"(\w+):\s.*\((\d+\.\d+) s", record.getMessage())
+        if m:
+            self.times[m.group(1)] = float(m.group(2))
+
+
+def run(ckpt: Path, label: str, work: Path) -> str:
+    handler = _Stages()
+    logging.getLogger("deblur").addHandler(handler)
+    rc = export_main(["--ckpt", str(ckpt), "--fp16", "--workdir", str(work), "--log-level", "WARNING"])
+    logging.getLogger("deblur").removeHandler(handler)
+    report = json.loads((work / "parity.json").read_text())
+    arts = {a["artifact"]: a for a in report["artifacts"]}
+    worst = {k: min(r["psnr"] for r in a["images"]) for k, a in arts.items()}
+    maxd = {k: max(r["max"] for r in a["images"]) for k, a in arts.items()}
+    fp32 = next(k for k in arts if k.endswith(".onnx") and "_fp16" not in k)
+    fp16 = next(k for k in arts if k.endswith("_fp16.onnx"))
+    proxy = next(k for k in arts if "proxy" in k)
+    t = handler.times
+    return (f"| {label} | {rc} | {t.get('ONNX', 0):.1f} | {t.get('FP16', 0):.1f} | {t.get('Parity', 0):.1f} | "
+            f"{maxd[fp32]:.1e} | {worst[fp16]:.1f} | {maxd[fp16]:.1e} | {worst[proxy]:.1f} |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--specs", default="deblurgan-pico,deblurgan-nano,deblurgan-lite,deblurgan")
+    p.add_argument("--ckpt", action="append", default=[], help="trained checkpoints to add (e.g. default)")
+    args = p.parse_args()
+    print("| model | exit | ONNX s | FP16 s | parity s | ONNX FP32 max abs diff | FP16 graph worst PSNR dB | FP16 graph max abs diff | "
+          "half() proxy worst PSNR dB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for ckpt in args.ckpt:
+            work = Path(tmp) / f"w-{len(list(Path(tmp).iterdir()))}"
+            print(run(Path(ckpt) if ckpt != "default" else ckpt, f"{ckpt} (trained)", work), flush=True)
+        for name in args.specs.split(","):
+            torch.manual_seed(0)
+            g = Generator(get_spec(name))
+            with torch.no_grad():
+                for prm in g.parameters():
+                    prm.mul_(3.0)
+            work = Path(tmp) / name
+            work.mkdir()
+            print(run(save_generator(work / f"{name}.pth", g, get_spec(name)), f"{name} (random init x3)", work), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""deblur-bench end to end on a tiny checkpoint: torch vs ONNX Runtime (exported on the fly), JSON, errors."""
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from deblur.runtime import bench
+from deblur.train.checkpoint import save_generator
+from deblur.train.networks import Generator
+from deblur.train.specs import ModelSpec
+
+SPEC = ModelSpec("t", ngf=4, n_blocks=1)
+KEYS = {"backend", "size", "p50_ms", "p99_ms", "fps"}
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    import torch
+
+    torch.manual_seed(0)
+    return save_generator(tmp_path_factory.mktemp("bench") / "g.pth", Generator(SPEC), SPEC)
+
+
+def test_checkpoint_compares_torch_and_onnxruntime(ckpt, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    rc = bench.main(["--model", str(ckpt), "--sizes", "64x96,36x52", "--runs", "3", "--warmup", "1", "--json", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    rows = json.loads(out.read_text())
+    assert all(KEYS <= r.keys() for r in rows)
+    by = {(r["backend"], r["size"]): r for r in rows}
+    for size in ("64x96", "36x52"):
+        t, o = by[("torch", size)], by[("onnxruntime", size)]
+        assert t["p50_ms"] > 0 and t["p99_ms"] >= t["p50_ms"] and t["fps"] == pytest.approx(1e3 / t["p50_ms"])
+        assert o["vs_torch"] == pytest.approx(t["p50_ms"] / o["p50_ms"])
+        assert o["max_abs_diff"] < 1e-3 and o["psnr_db"] > 60  # FP32 ONNX vs torch on the real photo
+        assert t["max_abs_diff"] == 0 and t["psnr_db"] is None  # inf in JSON is null
+        assert by[("pre (numpy, cpu)", size)]["p50_ms"] > 0 and by[("post (numpy, cpu)", size)]["p50_ms"] > 0
+        assert o["e2e_p50_ms"] > o["p50_ms"]
+        assert by[("tensorrt", size)]["p50_ms"] is None and by[("tensorrt", size)]["skipped"]
+    assert by[("torch", "36x52")]["input_shape"] == [1, 3, 36, 52]  # multiple of 4 already
+    table = captured.out
+    assert table.startswith("| backend | size | p50 ms") and "| onnxruntime | 64x96 |" in table
+    assert "skipped:" in table and "| pre (numpy, cpu) |" in table
+
+
+def test_onnx_model_runs_onnxruntime_only(ckpt, tmp_path, capsys):
+    from deblur.export.onnx_export import contract, export_onnx
+    from deblur.train.checkpoint import load_generator
+
+    g, _ = load_generator(ckpt)
+    path = export_onnx(g, tmp_path / "g.onnx", metadata=contract(SPEC, None, {}, 17))
+    rc = bench.main(["--model", str(path), "--sizes", "64x96", "--runs", "2", "--backends", "torch,onnxruntime",
+                     "--json", str(tmp_path / "b.json")])
+    assert rc == 0, capsys.readouterr().err
+    rows = {r["backend"]: r for r in json.loads((tmp_path / "b.json").read_text())}
+    assert rows["onnxruntime"]["p50_ms"] > 0 and "vs_torch" not in rows["onnxruntime"]
+    assert "checkpoint" in rows["torch"]["skipped"]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--model", "missing.pth"], "model not found"),
+    (["--sizes", "64by96"], "bad --sizes entry"),
+    (["--sizes", "0x96"], "bad --sizes entry"),
+    (["--backends", "torch,cuda"], "unknown backend"),
+    (["--runs", "0"], "--runs must be >= 1"),
+])
+def test_bad_input_is_one_line_exit_2(ckpt, argv, needle, capsys):
+    args = ["--model", str(ckpt), *argv] if argv[0] != "--model" else argv
+    rc = bench.main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and err[0].startswith("deblur-bench: error:") and needle in err[0], err
+
+
+def test_time_step_and_stats():
+    ms = bench.time_step(lambda: sum(range(1000)), runs=5, warmup=2)
+    assert len(ms) == 5 and all(m >= 0 for m in ms)
+    s = bench.stats([1.0, 2.0, 3.0])
+    assert s["p50_ms"] == 2.0 and s["fps"] == 500.0 and s["p99_ms"] == pytest.approx(2.98)
+
+
+def test_pre_post_round_trip():
+    frame = bench.photo(36, 52)
+    assert frame.shape == (36, 52, 3) and frame.dtype == np.uint8
+    x = bench.pre(frame, 8, 16)
+    assert x.shape == (1, 3, 40, 56)
+    assert np.array_equal(bench.post(x, 36, 52), frame)  # BGR in, BGR out, exact at 8 bits
+
+
+def test_a_size_a_backend_cannot_run_is_a_row_and_exit_1(ckpt, tmp_path, capsys):
+    """A static-shape ONNX at another size: the row says why, the other size still runs."""
+    from deblur.export.onnx_export import contract, export_onnx
+    from deblur.train.checkpoint import load_generator
+
+    g, _ = load_generator(ckpt)
+    path = export_onnx(g, tmp_path / "s.onnx", metadata=contract(SPEC, (64, 96), {}, 17), static_hw=(64, 96))
+    rc = bench.main(["--model", str(path), "--sizes", "64x96,32x48", "--runs", "2", "--backends", "onnxruntime",
+                     "--json", str(tmp_path / "b.json")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "1 run(s) failed: onnxruntime at 32x48" in err
+    rows = {r["size"]: r for r in json.loads((tmp_path / "b.json").read_text()) if r["backend"] == "onnxruntime"}
+    assert rows["64x96"]["p50_ms"] > 0
+    assert rows["32x48"]["p50_ms"] is None and rows["32x48"]["error"].startswith("failed at this size")

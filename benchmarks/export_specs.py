@@ -8,6 +8,8 @@ weights; ``--ckpt`` adds a trained checkpoint (e.g. ``default``). Prints a Markd
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import logging
 import re
@@ -17,6 +19,7 @@ from pathlib import Path
 import torch
 
 from deblur.export.cli import main as export_main
+from deblur.train import cli
 from deblur.train.checkpoint import save_generator
 from deblur.train.networks import Generator
 from deblur.train.specs import get_spec
@@ -35,9 +38,20 @@ class _Stages(logging.Handler):
 
 def run(ckpt: Path, label: str, work: Path) -> str:
     handler = _Stages()
-    logging.getLogger("deblur").addHandler(handler)
-    rc = export_main(["--ckpt", str(ckpt), "--fp16", "--workdir", str(work), "--log-level", "WARNING"])
-    logging.getLogger("deblur").removeHandler(handler)
+    setup = cli.setup_logging
+
+    def setup_and_listen(level: str) -> None:  # the CLI replaces the logger's handlers: add ours after
+        setup("WARNING")
+        logging.getLogger("deblur").setLevel("INFO")
+        logging.getLogger("deblur").addHandler(handler)
+
+    cli.setup_logging = setup_and_listen
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            rc = export_main(["--ckpt", str(ckpt), "--fp16", "--workdir", str(work)])
+    finally:
+        cli.setup_logging = setup
+        logging.getLogger("deblur").removeHandler(handler)
     report = json.loads((work / "parity.json").read_text())
     arts = {a["artifact"]: a for a in report["artifacts"]}
     worst = {k: min(r["psnr"] for r in a["images"]) for k, a in arts.items()}

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from deblur.runtime.frames import padding
+
 
 def pad_amounts(h: int, w: int, multiple: int, min_size: int = 0) -> tuple[int, int]:
     """Bottom and right padding to a multiple of ``multiple`` and at least ``min_size``."""
-    ph = max(-(-h // multiple) * multiple, min_size) - h
-    pw = max(-(-w // multiple) * multiple, min_size) - w
-    return ph, pw
+    return padding(h, w, multiple, min_size)
 
 
 def to_tensor(rgb: np.ndarray, multiple: int = 4, min_size: int = 0, size: tuple[int, int] | None = None) -> np.ndarray:

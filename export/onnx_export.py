@@ -111,15 +111,20 @@ def check(path: str | Path) -> None:
         raise ExportError(f"ONNX checker failed: {str(e).splitlines()[0]}", path) from None
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The deblur JSON of an ONNX file (ours), or an error saying what the file lacks."""
+def read_props(path: str | Path) -> dict[str, str]:
+    """All ``metadata_props`` of an ONNX file (weights not loaded)."""
     import onnx
 
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError and friends
         raise InputError(f"is not a readable ONNX model ({type(e).__name__})", path, hint="re-export it") from None
-    props = {p.key: p.value for p in proto.metadata_props}
+    return {p.key: p.value for p in proto.metadata_props}
+
+
+def read_metadata(path: str | Path, props: dict[str, str] | None = None) -> dict[str, Any]:
+    """The deblur JSON of an ONNX file (ours), or an error saying what the file lacks."""
+    props = read_props(path) if props is None else props
     if METADATA_KEY not in props:
         raise InputError("is an ONNX model without deblur-edge metadata", path, hint="export it with deblur-export --ckpt")
     return json.loads(props[METADATA_KEY])

@@ -194,7 +194,7 @@ def export(opts: ExportOptions) -> ExportResult:
 
 def _export(opts, source, workdir, tmp, profile, static_hw, engine_reason, images) -> ExportResult:
     from deblur.export import runners as R
-    from deblur.export.onnx_export import contract, export_onnx, read_metadata
+    from deblur.export.onnx_export import contract, export_onnx, read_metadata, read_props
 
     result = ExportResult()
     model = weights = None
@@ -218,11 +218,12 @@ def _export(opts, source, workdir, tmp, profile, static_hw, engine_reason, image
             s.update(what=f"exported {stem}.onnx, opset {opts.opset}, {'static ' + 'x'.join(map(str, static_hw)) if static_hw else 'dynamic N, H, W'}, checker passed", path=fp32)
     else:
         fp32 = opts.onnx
-    meta = read_metadata(fp32)
+    props = read_props(fp32)
+    meta = read_metadata(fp32, props)
     spec_d = meta["spec"]
     multiple, min_size = int(meta["pad_multiple"]), int(meta.get("min_size", 0))
     fp16_graph = None
-    is_fp16_source = "deblur.fp16" in _props(fp32)
+    is_fp16_source = "deblur.fp16" in props
     if opts.fp16 and not is_fp16_source:
         from deblur.export.fp16 import convert_fp16
 
@@ -304,12 +305,6 @@ def _default_workdir(opts: ExportOptions) -> Path:
     if opts.onnx is not None:
         return opts.onnx.parent
     return Path(".") if opts.ckpt in BUNDLED else Path(opts.ckpt).parent
-
-
-def _props(path: Path) -> dict[str, str]:
-    import onnx
-
-    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
 
 def _debug(opts, model, weights, fp32, fp16_path, images, multiple, min_size, tmp, static_hw, engine_failed=False) -> str:

@@ -4,7 +4,6 @@ Each is built by a small loader and knows nothing of images or thresholds; ``par
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,17 +33,10 @@ def torch_half_runner(model) -> Runner:
 
 
 def ort_session(path: str | Path, device: str = "cpu", threads: int | None = None):
-    """An ONNX Runtime session with full graph optimisation; CUDA provider when asked and present."""
-    import onnxruntime as ort
+    """The runtime's ONNX Runtime session (same tuned options), so parity checks what users run."""
+    from deblur.runtime.ort_options import session
 
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
-    so.log_severity_level = 3
-    providers = ["CPUExecutionProvider"]
-    if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-        providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(device.partition(":")[2] or 0)}))
-    return ort.InferenceSession(str(path), so, providers=providers)
+    return session(path, device, threads)
 
 
 def ort_runner(path: str | Path, device: str = "cpu") -> Runner:

@@ -158,23 +158,15 @@ def _torch_backend(model: Any, device: str) -> BenchBackend:
 
 
 def _ort_backend(path: Path, device: str, threads: int | None) -> BenchBackend:
+    from deblur.runtime.ort_options import contract as read_contract
+    from deblur.runtime.ort_options import session
+
     import onnxruntime as ort
 
-    from deblur.runtime.ort_options import session_options
-
-    providers: list[Any] = ["CPUExecutionProvider"]
-    if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-        providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(device.partition(":")[2] or 0)}))
-    try:
-        sess = ort.InferenceSession(str(path), session_options(threads), providers=providers)
-    except Exception as e:  # noqa: BLE001 - ORT raises its own types for unreadable files
-        raise InputError(f"ONNX Runtime cannot load the model ({str(e).splitlines()[0][:160]})", path,
-                         hint="re-export it with deblur-export") from None
+    cuda = device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers()
+    sess = session(path, device if cuda else "cpu", threads)  # no CUDA provider: the CPU, as noted in the table
     used = sess.get_providers()[0].replace("ExecutionProvider", "").lower()
-    meta = sess.get_modelmeta().custom_metadata_map
-    if "deblur" not in meta:
-        raise InputError("is an ONNX model without deblur-edge metadata", path, hint="export it with deblur-export --ckpt")
-    contract = json.loads(meta["deblur"])
+    contract = read_contract(sess, path)
     spec = {**contract["spec"], "pad_multiple": contract["pad_multiple"], "min_size": contract.get("min_size")}
     rewrites = contract.get("graph_rewrites")
 

@@ -3,7 +3,7 @@
 Measured on the 2-core AVX2 CPU (AMD EPYC, ORT 1.32, torch 2.13), batch 1, FP32, median ms, torch
 and ORT in the same run (interleaved blocks), with a training job and compiles running beside it
 (load 3.6-4.8 on 2 cores; the benchmark's process group ran at autogroup nice -10). "plain" is the
-old ``export.runners.ort_session`` on a plain export; "tuned" is these options on a graph from
+old plain ``ort.SessionOptions`` (full optimisation) on a plain export; "tuned" is these options on a graph from
 ``export.onnx_optimize.optimize``:
 
 ===============  ==========  =======  =======  =======  ========================================
@@ -83,9 +83,36 @@ def session_options(threads: int | None = None, *, profile_prefix: str | None = 
     return so
 
 
-def cpu_session(path_or_bytes: Any, threads: int | None = None) -> Any:
-    """An ``InferenceSession`` on the CPU provider with ``session_options(threads)``."""
+def session(path: Any, device: str = "cpu", threads: int | None = None) -> Any:
+    """An ``InferenceSession`` with ``session_options(threads)``; the CUDA provider for ``cuda[:N]``.
+
+    The one place sessions are made (runtime backend, export parity, bench). An unloadable file
+    is an ``InputError``; asking for CUDA where ONNX Runtime has no CUDA provider is one too.
+    """
     import onnxruntime as ort
 
-    src = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
-    return ort.InferenceSession(src, session_options(threads), providers=["CPUExecutionProvider"])
+    from deblur.train.errors import InputError
+
+    providers: list[Any] = ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise InputError("ONNX Runtime here has no CUDA provider", path, hint="pip install onnxruntime-gpu, or use device='cpu'")
+        providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(device.partition(":")[2] or 0)}))
+    src = path if isinstance(path, bytes) else str(path)
+    try:
+        return ort.InferenceSession(src, session_options(threads), providers=providers)
+    except Exception as e:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types
+        raise InputError(f"ONNX Runtime cannot load the model ({str(e).splitlines()[0][:200]})", None if isinstance(path, bytes) else path,
+                         hint="re-export it with deblur-export") from None
+
+
+def contract(sess: Any, path: Any) -> dict[str, Any]:
+    """The ``deblur`` metadata of a loaded session (the I/O contract written by deblur-export)."""
+    import json
+
+    from deblur.train.errors import InputError
+
+    meta = sess.get_modelmeta().custom_metadata_map
+    if "deblur" not in meta:
+        raise InputError("is an ONNX model without deblur-edge metadata", path, hint="export it with deblur-export --ckpt")
+    return json.loads(meta["deblur"])

@@ -55,9 +55,13 @@ def lr_factor(step: int, steps: int, decay_start: float) -> float:
     return 1.0 if step < start else max(0.0, (steps - step) / max(1, steps - start))
 
 
+def _device_name(name: str) -> str:
+    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+
+
 def _device(name: str, world: D.World) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+    """The configured device; under torchrun each rank takes the GPU of its local rank."""
+    name = _device_name(name)
     if name.startswith("cuda") and world.distributed:
         name = f"cuda:{world.local_rank}"
     return torch.device(name)
@@ -68,7 +72,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None = None):
         self.cfg = cfg
-        self.world = D.init_world("cuda" if cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+        self.world = D.init_world(_device_name(cfg.device))
         self.device = _device(cfg.device, self.world)
         self.out = Path(cfg.out)
         self.spec = get_spec(cfg.spec)

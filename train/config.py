@@ -36,6 +36,11 @@ class TrainConfig:
     synthetic_ratio: float = 2.0  # synthetic : real, the paper's Comb model
     blur_methods: dict[str, float] = field(default_factory=lambda: {"trajectory": 1.0})
     blur_max_len: float = 60.0  # trajectory path length in px at full exposure (the authors' 60)
+    # camera noise and JPEG on synthetic blurred inputs (train and validation; see sensor.py); 0 = off, as the paper
+    noise_read_max: float = 0.0  # read-noise sigma ~ U(0, max), 8-bit levels
+    noise_shot_max: float = 0.0  # shot-noise gain ~ U(0, max): variance += gain * value
+    jpeg_prob: float = 0.0
+    jpeg_min_quality: int = 40
     crop: int = 256
     halve: bool = False  # the authors halve 1280x720 GoPro frames to 640x360
     flip: bool = True
@@ -170,5 +175,7 @@ def validate(cfg: TrainConfig) -> None:
             raise InputError(f"{name} must be at least 1, got {getattr(cfg, name)}")
     if cfg.crop % 4:
         raise InputError(f"crop must be a multiple of 4, got {cfg.crop}")
+    if cfg.noise_read_max < 0 or cfg.noise_shot_max < 0 or not 0 <= cfg.jpeg_prob <= 1 or not 1 <= cfg.jpeg_min_quality <= 95:
+        raise InputError("noise_*_max must be >= 0, jpeg_prob in [0, 1] and jpeg_min_quality in [1, 95]")
     if not 0 <= cfg.ema < 1:
         raise InputError(f"ema must be in [0, 1), got {cfg.ema}")

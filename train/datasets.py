@@ -21,6 +21,7 @@ from PIL import Image
 from torch.utils.data import ConcatDataset, Dataset
 
 from deblur.train import blur as blurlib
+from deblur.train.sensor import SensorParams, degrade
 from deblur.train.errors import InputError
 from deblur.train.images import IMAGE_SUFFIXES, list_images, read_rgb
 
@@ -231,13 +232,16 @@ class SyntheticDataset(_Base):
     A crop plus a margin is blurred and then cut to the crop, so borders carry no artefacts and only
     the patch is convolved. ``methods`` mixes "trajectory"/"gopro" by weight; an optional third
     tuple element passes params. ``length`` sets the epoch size (files are reused cyclically).
-    Fixed sets blur each file with ``rng_for(seed, name)``, the same every epoch.
+    Fixed sets blur each file with ``rng_for(seed, name)``, the same every epoch. ``sensor`` adds
+    camera noise and JPEG to the blurred crop only (``sensor.degrade``).
     """
 
     def __init__(self, sharp_dirs: PathLike | Sequence[PathLike], crop: int | None = 256,
                  methods: Methods = (("trajectory", 1.0),), flip: bool = True, halve: bool = False,
-                 seed: int = 0, length: int | None = None, fixed: bool = False):
+                 seed: int = 0, length: int | None = None, fixed: bool = False,
+                 sensor: SensorParams = SensorParams()):
         super().__init__(crop, flip, halve, seed, fixed)
+        self.sensor = sensor
         dirs = [Path(sharp_dirs)] if isinstance(sharp_dirs, (str, Path)) else [Path(d) for d in sharp_dirs]
         self.methods = [(m[0], float(m[1]), m[2] if len(m) > 2 else None) for m in methods]
         if not self.methods or any(m not in ("trajectory", "gopro") or w <= 0 for m, w, _ in self.methods):
@@ -272,7 +276,7 @@ class SyntheticDataset(_Base):
         patch = np.ascontiguousarray(img[t0:min(h, t + ch + m), l0:min(w, l + cw + m)])
         blurred, sharp = blurlib.make_pair(patch, rng, method, params)
         inner = np.s_[t - t0:t - t0 + ch, l - l0:l - l0 + cw]
-        return self._finish(blurred[inner], sharp[inner], name, rng)
+        return self._finish(degrade(np.ascontiguousarray(blurred[inner]), rng, self.sensor), sharp[inner], name, rng)
 
 
 class MixedDataset(_Base):
@@ -356,7 +360,8 @@ def _real(root: PathLike, split: str, **kw: Any) -> _PairBase:
 def build_dataset(pairs: PathLike | None = None, sharp: PathLike | Sequence[PathLike] | None = None,
                   crop: int = 256, flip: bool = True, halve: bool = False, seed: int = 0,
                   synthetic_ratio: float = 2.0, methods: Methods = (("trajectory", 1.0),),
-                  blur_folder: str = "blur", length: int | None = None) -> Dataset:
+                  blur_folder: str = "blur", length: int | None = None,
+                  sensor: SensorParams = SensorParams()) -> Dataset:
     """Training data: ``sharp`` -> synthetic, ``pairs`` -> paired/GoPro, both -> synthetic:real mix."""
     if pairs is None and sharp is None:
         raise InputError("no training data given", hint="pass paired/GoPro pairs, sharp photos, or both")
@@ -368,13 +373,14 @@ def build_dataset(pairs: PathLike | None = None, sharp: PathLike | Sequence[Path
         if length is not None:
             real.length = int(length)
         return real
-    synth = SyntheticDataset(sharp, methods=methods, length=None if real else length, **common)
+    synth = SyntheticDataset(sharp, methods=methods, length=None if real else length, sensor=sensor, **common)
     return synth if real is None else MixedDataset([(synth, synthetic_ratio), (real, 1.0)], length, seed)
 
 
 def build_validation(pairs: PathLike | None = None, sharp: PathLike | Sequence[PathLike] | None = None,
                      crop: int | None = 256, seed: int = 0, limit: int | None = None, halve: bool = False,
-                     methods: Methods = (("trajectory", 1.0),), blur_folder: str = "blur") -> ValidationSet:
+                     methods: Methods = (("trajectory", 1.0),), blur_folder: str = "blur",
+                     sensor: SensorParams = SensorParams()) -> ValidationSet:
     """Deterministic pairs (centre crop, or whole images if crop=None); GoPro uses its "test" split.
 
     ``limit`` keeps at most that many items from each source, spread evenly over the files.
@@ -386,7 +392,7 @@ def build_validation(pairs: PathLike | None = None, sharp: PathLike | Sequence[P
     if pairs is not None:
         parts.append(_real(pairs, "test", blur_folder=blur_folder, **common))
     if sharp is not None:
-        parts.append(SyntheticDataset(sharp, methods=methods, **common))
+        parts.append(SyntheticDataset(sharp, methods=methods, sensor=sensor, **common))
     for p in parts:
         p.thin(limit)
     return ValidationSet(parts)

@@ -96,6 +96,9 @@ register(ModelSpec("deblurgan", ngf=64, n_blocks=9, description="the paper's gen
 register(ModelSpec("deblurgan-lite", ngf=32, n_blocks=6, description="1/4 width, 6 blocks; Jetson Orin class"))
 register(ModelSpec("deblurgan-nano", ngf=16, n_blocks=4, description="1/16 width, 4 blocks; small Jetsons, fast CPUs"))
 register(ModelSpec("deblurgan-pico", ngf=8, n_blocks=3, description="1/64 width, 3 blocks; real time on a 2-core CPU"))
+register(ModelSpec("deblurgan-pico-d3", ngf=8, n_blocks=4, n_downsampling=3,
+                   description="pico width, three stride-2 stages (64-channel 1/8-resolution blocks): about twice "
+                               "pico's receptive field for long blur at pico speed; pad multiple 8"))
 
 
 def list_specs() -> list[str]:

@@ -96,15 +96,21 @@ def _methods(cfg: TrainConfig) -> tuple:
     return tuple((name, weight, traj) if name == "trajectory" else (name, weight) for name, weight in cfg.blur_methods.items())
 
 
+def _sensor(cfg: TrainConfig):
+    from deblur.train.sensor import SensorParams
+
+    return SensorParams(cfg.noise_read_max, cfg.noise_shot_max, cfg.jpeg_prob, cfg.jpeg_min_quality)
+
+
 def build_data(cfg: TrainConfig):
     from deblur.train.datasets import build_dataset, build_validation
 
     train_set = build_dataset(pairs=cfg.pairs[0] if cfg.pairs else None, sharp=cfg.sharp or None, crop=cfg.crop, flip=cfg.flip, halve=cfg.halve,
-                              seed=cfg.seed, synthetic_ratio=cfg.synthetic_ratio, methods=_methods(cfg))
+                              seed=cfg.seed, synthetic_ratio=cfg.synthetic_ratio, methods=_methods(cfg), sensor=_sensor(cfg))
     val_set = None
     if cfg.val_sharp or cfg.val_pairs:
         val_set = build_validation(pairs=cfg.val_pairs[0] if cfg.val_pairs else None, sharp=cfg.val_sharp or None, crop=cfg.val_crop,
-                                   seed=cfg.seed, limit=cfg.val_limit, methods=_methods(cfg))
+                                   seed=cfg.seed, limit=cfg.val_limit, methods=_methods(cfg), sensor=_sensor(cfg))
     return train_set, val_set
 
 

@@ -1,0 +1,216 @@
+"""``deblur-video``: deblur a camera, stream, file or the bundled demo in real time.
+
+Prints the source pipeline at start, a status line every few seconds, and the per-stage table at
+exit (``--stats-json`` writes it as JSON). Exit codes: 0 at the end of a file or --max-frames,
+130 after SIGINT, 143 after SIGTERM, 1 when a source failed for good, 2 for bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from deblur.train.cli import make_parser, run
+from deblur.train.errors import DeblurError, InputError
+from deblur.video.readers import ReaderOptions
+from deblur.video.recorder import CODECS
+from deblur.video.uri import DEMO_CLIP, SourceURI, parse_source, redact
+from deblur.video.view import VIEWS
+
+log = logging.getLogger("deblur")
+PROG = "deblur-video"
+BAD_FRAME_LIMIT = 0.5  # more undecodable than decodable frames: the file is broken, exit 1
+
+EXAMPLES = """examples:
+  deblur-video --demo --headless --output-save demo.mkv      # the bundled clip, bundled model, CPU
+  deblur-video --camera 0                                    # /dev/video0, window with side-by-side view
+  deblur-video --camera 0 --input-width 1280 --input-height 720 --input-codec mjpg --view split
+  deblur-video --input rtsp://user:pass@10.0.0.5:8554/cam --model g_fp16.engine --device cuda:0 --headless
+  deblur-video --input clip.mp4 --output-save out.mkv --save-view side-by-side --stats-json stats.json
+  deblur-video --input csi://0 --model g_fp16.engine --device cuda:0      # Jetson CSI camera (GStreamer)
+"""
+
+
+class SourceFailedError(DeblurError):
+    """A live source that could not be (re)connected: exit code 1, not 2 (the input was valid)."""
+
+    exit_code = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = make_parser(PROG, "Deblur live camera video (or a stream, a file, the demo) in real time.", EXAMPLES)
+    src = p.add_argument_group("source").add_mutually_exclusive_group(required=True)
+    src.add_argument("--camera", metavar="N|PATH", help="V4L2 camera: index (0 = /dev/video0) or device path")
+    src.add_argument("--input", metavar="URI", help="/dev/videoN, v4l2://, csi://N, rtsp://..., file://, a video file, an "
+                                                      "image folder, or synthetic://demo?fps=30")
+    src.add_argument("--demo", action="store_true", help="the bundled clip (real camera-shake blur)")
+    s = p.add_argument_group("source options")
+    s.add_argument("--input-width", type=int, help="camera: requested width; other sources: resized to it")
+    s.add_argument("--input-height", type=int, help="camera: requested height; other sources: resized to it")
+    s.add_argument("--input-rate", type=float, help="camera: requested frame rate; image folders: their rate (default 10)")
+    s.add_argument("--input-codec", choices=["mjpg", "yuyv", "h264"], help="camera: requested pixel format (FOURCC)")
+    s.add_argument("--open-timeout", type=float, default=5.0, help="seconds an open may take (default 5)")
+    s.add_argument("--read-timeout", type=float, default=2.0, help="seconds without a frame before STALLED (default 2)")
+    s.add_argument("--reconnect-attempts", type=int, default=-1, help="live sources: attempts per outage, -1 = for ever (default)")
+    s.add_argument("--reconnect-max-delay", type=float, default=10.0, help="backoff cap in seconds (default 10)")
+    s.add_argument("--live-queue", choices=["newest", "fifo"], default="newest",
+                   help="live sources: keep the newest frame (default) or queue every frame (latency test only)")
+    m = p.add_argument_group("model")
+    m.add_argument("--model", default="default", help="any file Deblurrer takes (.pth/.safetensors/.onnx/.engine) or 'default'")
+    m.add_argument("--device", default="cpu", help="cpu or cuda:N (default cpu)")
+    m.add_argument("--backend", choices=["torch", "onnxruntime", "tensorrt"], help="default: from the model file")
+    m.add_argument("--threads", type=int, help="CPU threads for the model (default: the backend's choice)")
+    m.add_argument("--tile", default="auto", help="'auto', 0 (never) or a tile side in px")
+    o = p.add_argument_group("output")
+    o.add_argument("--headless", action="store_true", help="no window")
+    o.add_argument("--view", choices=VIEWS, default="side-by-side", help="window view (default side-by-side)")
+    o.add_argument("--output-save", metavar="FILE", help="record to FILE.mkv (crash-safe) or FILE.mp4 (fragmented)")
+    o.add_argument("--output-codec", choices=list(CODECS), default="h264", help="recording codec (default h264)")
+    o.add_argument("--save-view", choices=VIEWS, default="output", help="what to record (default: the deblurred frames)")
+    o.add_argument("--output", metavar="URL", help="also stream to rtsp://, rtmp://, udp:// or srt:// (FFmpeg)")
+    o.add_argument("--max-frames", type=int, help="stop after N output frames")
+    o.add_argument("--stats-every", type=float, default=5.0, help="seconds between status lines; 0 = only at exit (default 5)")
+    o.add_argument("--stats-json", type=Path, metavar="FILE", help="write the stage table and counters as JSON")
+    o.add_argument("--stop-timeout", type=float, default=2.0, help="seconds to finish frames in flight after a stop (default 2)")
+    return p
+
+
+def _source(args: argparse.Namespace) -> SourceURI:
+    if args.demo:
+        if not DEMO_CLIP.is_file():
+            raise InputError("the bundled demo clip is missing from this install", DEMO_CLIP, hint="reinstall deblur-edge")
+        return SourceURI("file", str(DEMO_CLIP), "demo")
+    if args.camera is not None:
+        cam = str(args.camera)
+        return parse_source(cam if cam.isdigit() or cam.startswith(("/dev/", "v4l2://")) else f"v4l2://{cam}")
+    return parse_source(args.input)
+
+
+def _check(args: argparse.Namespace) -> None:
+    for name in ("input_width", "input_height", "max_frames", "threads"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
+    if args.open_timeout <= 0 or args.read_timeout <= 0 or args.stop_timeout <= 0:
+        raise InputError("--open-timeout, --read-timeout and --stop-timeout must be > 0")
+    if args.output_save and Path(args.output_save).suffix.lower() not in (".mkv", ".mp4", ".mov"):
+        raise InputError(f"cannot record to {Path(args.output_save).suffix or 'a suffix-less file'}", args.output_save,
+                         hint="use .mkv (crash-safe, recommended) or .mp4 (fragmented)")
+
+
+def _tile(text: str) -> int | str:
+    if text == "auto":
+        return "auto"
+    if not text.isdigit():
+        raise InputError(f"bad --tile {text!r}", hint="write auto, 0 or a size in px such as 512")
+    return int(text)
+
+
+def _model(args: argparse.Namespace) -> Any:
+    from deblur.runtime import Deblurrer
+
+    d = Deblurrer(args.model, device=args.device, backend=args.backend, threads=args.threads, tile=_tile(args.tile))
+    log.info("model: %s (%s) on %s, %s", d.path.name, d.spec.get("name"), d.backend_name, args.device)
+    return d
+
+
+def _sinks(args: argparse.Namespace, fps: float | None) -> Any:
+    from deblur.video.pipeline import Sinks
+    from deblur.video.recorder import Recorder
+
+    sinks = Sinks()
+    if args.output_save:
+        sinks.make_recorders.append(lambda size: Recorder(args.output_save, size, fps or 30.0, args.output_codec))
+    if args.output:
+        sinks.make_recorders.append(lambda size: Recorder(args.output, size, fps or 30.0, "h264"))
+    if not args.headless:
+        from deblur.video.view import Window, window_unavailable
+
+        why = window_unavailable()
+        if why:
+            log.warning("no window: %s; continuing headless (pass --headless to skip this check)", why)
+        else:
+            sinks.window = Window()
+    return sinks
+
+
+def _main(args: argparse.Namespace) -> int:
+    from deblur.video.pipeline import Pipeline, PipelineOptions
+    from deblur.video.signals import StopOnSignal
+    from deblur.video.source import SourceOptions, VideoSource
+
+    _check(args)
+    uri = _source(args)
+    reader = ReaderOptions(args.input_width, args.input_height, args.input_rate, args.input_codec,
+                           args.open_timeout, args.read_timeout)
+    options = SourceOptions(reader, args.reconnect_attempts, backoff_max=args.reconnect_max_delay, live_policy=args.live_queue)
+    stop = threading.Event()
+    with StopOnSignal(stop) as signals, _model(args) as deblur:
+        source = VideoSource(uri, options)
+        fps = _nominal_fps(uri, args)
+        pipe = Pipeline(source, deblur, _sinks(args, fps),
+                        PipelineOptions(args.view, args.save_view, args.max_frames, args.stats_every, args.stop_timeout,
+                                        f"{PROG} | {deblur.spec.get('name')} {deblur.backend_name}"), stop)
+        ended = pipe.run()
+        code = _report(args, pipe, uri, ended)
+        if signals.exit_code is not None:
+            return signals.exit_code
+    return code
+
+
+def _nominal_fps(uri: SourceURI, args: argparse.Namespace) -> float | None:
+    """The recording rate: the source's own (files: read from the container up front)."""
+    if uri.kind == "synthetic":
+        return uri.fps
+    if uri.kind == "images":
+        return args.input_rate or 10.0
+    if uri.kind == "file":
+        try:
+            import av
+
+            with av.open(uri.location) as c:
+                rate = c.streams.video[0].average_rate if c.streams.video else None
+                return float(rate) if rate else None
+        except Exception:  # noqa: BLE001 - the source thread reports a bad file properly
+            return None
+    return args.input_rate
+
+
+def _report(args: argparse.Namespace, pipe: Any, uri: SourceURI, ended: str) -> int:
+    """Summary and table on stdout, JSON if asked; the exit code from how the source ended."""
+    source, stats = pipe.source, pipe.stats
+    counters = pipe.counters()
+    fps = stats.fps()
+    print(f"{PROG}: {redact(str(uri))}: ended ({ended}); {counters['read']} frames read, {counters['out']} written, "
+          f"{counters['dropped']} dropped, {counters['skipped']} undecodable, {counters['reconnects']} reconnects; "
+          f"{fps:.1f} FPS")
+    print(stats.table())
+    if args.stats_json:
+        from deblur.train.fileio import atomic_write_text
+
+        data = stats.to_dict(counters)
+        data.update(source=redact(str(uri)), source_info=source.info, ended=ended, model=str(args.model))
+        atomic_write_text(args.stats_json, json.dumps(data, indent=2) + "\n")
+    if source.error is not None:
+        raise source.error if isinstance(source.error, InputError) else DeblurError(source.error.message, hint=source.error.hint)
+    if ended == "failed":
+        raise SourceFailedError(f"source {redact(str(uri))} failed: {redact(source.reason)}",
+                          hint="check the camera or stream; --reconnect-attempts -1 retries for ever")
+    total = counters["read"] + counters["skipped"]
+    if total and counters["skipped"] / total > BAD_FRAME_LIMIT:
+        log.error("%s: %d of %d frames could not be decoded", redact(str(uri)), counters["skipped"], total)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(PROG, build_parser(), _main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

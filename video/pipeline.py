@@ -1,0 +1,184 @@
+"""The real-time pipeline: capture thread -> deblur thread -> output stage, joined by bounded queues.
+
+Capture runs in ``VideoSource``'s thread (keep-newest for live sources, a bounded FIFO for files);
+the ``Deblurrer`` in its own thread; the output stage (views, recording, window) in the calling
+thread, because GUI toolkits want the main thread and Python delivers signals there. The result
+queue holds two frames and blocks, so a slow encoder slows inference instead of piling up frames,
+and live sources then drop at the capture slot, the only place frames are ever dropped.
+
+Stopping (``stop`` set by a signal, the window, or ``max_frames``): capture stops at once, frames
+already captured are deblurred and written while ``drain_s`` lasts, then the recorder is closed.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from deblur.video.queues import CLOSED, FifoQueue
+from deblur.video.source import Frame, SourceEnded, State, VideoSource
+from deblur.video.stats import PipelineStats
+from deblur.video.view import compose
+
+log = logging.getLogger("deblur")
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    view: str = "side-by-side"  # window view
+    save_view: str = "output"  # what --output-save records
+    max_frames: int | None = None
+    stats_every: float = 5.0  # s between status lines; 0 = only at the end
+    drain_s: float = 2.0  # after a stop, at most this long for frames in flight
+    title: str = "deblur-video"
+
+
+@dataclass
+class Sinks:
+    """Where output frames go; the recorder factory is called with the first frame's (w, h)."""
+
+    make_recorders: list[Callable[[tuple[int, int]], Any]] = field(default_factory=list)
+    window: Any = None
+    recorders: list[Any] = field(default_factory=list)
+
+    def close(self) -> None:
+        for r in self.recorders:
+            try:
+                r.close()
+            except Exception as e:  # noqa: BLE001 - close every sink even if one fails
+                log.error("closing %s failed: %s", getattr(r, "target", r), e)
+        if self.window is not None:
+            self.window.close()
+
+
+@dataclass
+class Result:
+    frame: Frame
+    sharp: np.ndarray
+    timings: dict[str, float]
+
+
+class Pipeline:
+    """``run()`` until the source ends, ``max_frames``, or ``stop`` is set; returns why it ended."""
+
+    def __init__(self, source: VideoSource, deblur: Callable[[np.ndarray], np.ndarray], sinks: Sinks,
+                 options: PipelineOptions = PipelineOptions(), stop: threading.Event | None = None):
+        self.source, self.deblur, self.sinks, self.options = source, deblur, sinks, options
+        self.stop = stop or threading.Event()
+        self.stats = PipelineStats()
+        self.results = FifoQueue(2)
+        self.error: BaseException | None = None
+        self.ended: str = ""
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._infer_loop, name="deblur-infer", daemon=True)
+        self._t0: float | None = None  # time stamp origin for the recording
+        self._pts0: float | None = None
+
+    # ------------------------------------------------------------------------- infer thread
+    def _infer_loop(self) -> None:
+        n = 0
+        try:
+            while not self._halt.is_set():
+                try:
+                    frame = self.source.get(0.1)
+                except SourceEnded:
+                    break
+                if frame is None:
+                    continue
+                sharp = self.deblur(frame.image)
+                timings = dict(getattr(self.deblur, "timings", {}) or {})
+                timings["capture"] = frame.capture_ms
+                if not self.results.put(Result(frame, sharp, timings), self._halt):
+                    break
+                n += 1
+                if self.options.max_frames and n >= self.options.max_frames:
+                    self.ended = "max-frames"
+                    self.source.stop(join=0)
+                    break
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread, which raises it
+            self.error = e
+        finally:
+            self.results.close()
+
+    # ------------------------------------------------------------------------- output stage
+    def counters(self) -> dict[str, Any]:
+        s = self.source
+        return {"read": s.delivered, "out": self.stats.frames_out, "dropped": s.dropped, "skipped": s.skipped,
+                "reconnects": s.reconnects, "state": s.state.value}
+
+    def _timestamp(self, frame: Frame) -> float:
+        """Recording time of a frame: stream time for files, capture time for live sources."""
+        if frame.pts is not None:
+            if self._pts0 is None:
+                self._pts0 = frame.pts
+            return frame.pts - self._pts0
+        if self._t0 is None:
+            self._t0 = frame.t_capture
+        return frame.t_capture - self._t0
+
+    def _emit(self, r: Result) -> bool:
+        """Views, recorders, window; False when the window was closed."""
+        t0 = time.perf_counter()
+        sinks = self.sinks
+        if sinks.make_recorders and not sinks.recorders:
+            h, w = r.frame.image.shape[:2]
+            factor = 2 if self.options.save_view == "side-by-side" else 1
+            sinks.recorders = [make((w * factor, h)) for make in sinks.make_recorders]
+            for rec in sinks.recorders:
+                log.info("recording: %s", rec.describe)
+        if sinks.recorders:
+            img = compose(r.frame.image, r.sharp, self.options.save_view)
+            t = self._timestamp(r.frame)
+            for rec in sinks.recorders:
+                rec.write(img, t)
+        keep = True
+        if sinks.window is not None:
+            fps = self.stats.fps(since=time.perf_counter() - 2.0)
+            keep = sinks.window.show(compose(r.frame.image, r.sharp, self.options.view), f"{self.options.title} | {fps:.1f} FPS")
+        t1 = time.perf_counter()
+        r.timings["output"] = (t1 - t0) * 1e3
+        r.timings["latency"] = (t1 - r.frame.t_capture) * 1e3
+        self.stats.add(r.timings, t1)
+        return keep
+
+    def run(self) -> str:
+        """Start the threads and run the output stage here; always closes the sinks."""
+        self.source.start()
+        self._thread.start()
+        deadline: float | None = None
+        last_status = time.perf_counter()
+        try:
+            while True:
+                now = time.perf_counter()
+                if self.stop.is_set() and deadline is None:
+                    deadline = now + self.options.drain_s
+                    self.ended = self.ended or "stopped"
+                    self.source.stop(join=0)
+                if deadline is not None and now > deadline:
+                    log.warning("stop: %d frame(s) in flight not written (drain budget %.1f s)", len(self.results), self.options.drain_s)
+                    break
+                item = self.results.get(0.1)
+                if item is CLOSED:
+                    break
+                if item is not None and not self._emit(item):
+                    self.ended = "window closed"
+                    self.stop.set()
+                if self.options.stats_every and now - last_status >= self.options.stats_every:
+                    last_status = now
+                    log.info("%s", self.stats.status_line(self.counters()))
+        finally:
+            self._halt.set()
+            self.source.stop(join=0.5)
+            self._thread.join(1.0)
+            self.sinks.close()
+            self.stats.t_end = time.perf_counter()
+        if self.error is not None:
+            raise self.error
+        if not self.ended:
+            self.ended = "eos" if self.source.state == State.EOS else self.source.state.value.lower()
+        return self.ended

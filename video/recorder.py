@@ -1,0 +1,157 @@
+"""Crash-safe recording: MKV or fragmented MP4 through PyAV, flushed about once a second.
+
+A plain MP4 keeps its index (``moov``) for the end, so a killed recorder leaves an unplayable
+file (research/reliability.md LR-4). Here MKV closes a cluster every second
+(``cluster_time_limit``) and MP4 is fragmented (``frag_keyframe+empty_moov+default_base_moof``,
+one fragment a second, never ``faststart``), packets are flushed to the OS as they are muxed,
+and the encoder puts a keyframe every second with no look-ahead: a SIGKILL loses about the last
+second. Frames carry their own time stamps (ms), so a live recording with dropped frames plays
+at the real speed.
+
+Codecs: H.264 (libx264 through PyAV; OpenCV's wheels carry no H.264 encoder), MJPG and FFV1
+(lossless). Without PyAV, MJPG and FFV1 go through OpenCV's FFmpeg writer, which flushes only
+when it closes. Network outputs (``rtsp://``, ``rtmp://``, ``udp://``, ``srt://``) use the same
+path with the matching muxer.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from deblur.train.errors import InputError
+from deblur.video.uri import redact
+
+log = logging.getLogger("deblur")
+CODECS = {"h264": "libx264", "mjpg": "mjpeg", "ffv1": "ffv1"}
+CONTAINERS = {".mkv": "matroska", ".mp4": "mp4", ".mov": "mov"}
+NETWORK_MUXERS = {"rtsp": "rtsp", "rtmp": "flv", "udp": "mpegts", "srt": "mpegts"}
+FLUSH_S = 1.0
+
+
+def _pix_fmt(codec: str, w: int, h: int) -> str:
+    even = w % 2 == 0 and h % 2 == 0
+    if codec == "ffv1":
+        return "bgr0"  # lossless BGR: what went in comes out
+    if codec == "mjpg":
+        return "yuvj420p" if even else "yuvj444p"
+    return "yuv420p" if even else "yuv444p"  # 4:2:0 needs even sizes; odd ones keep full chroma
+
+
+def _muxer(target: str) -> tuple[str, dict[str, str]]:
+    scheme = target.partition("://")[0].lower() if "://" in target else ""
+    if scheme:
+        if scheme not in NETWORK_MUXERS:
+            raise InputError(f"cannot stream to {redact(target)!r}", hint=f"use {', '.join(s + '://' for s in NETWORK_MUXERS)}")
+        opts = {"rtsp_transport": "tcp"} if scheme == "rtsp" else {}
+        return NETWORK_MUXERS[scheme], opts
+    suffix = Path(target).suffix.lower()
+    if suffix not in CONTAINERS:
+        raise InputError(f"cannot record to a {suffix or 'suffix-less'} file", target,
+                         hint="use .mkv (crash-safe, the default) or .mp4 (fragmented)")
+    if suffix == ".mkv":
+        return "matroska", {"cluster_time_limit": str(int(FLUSH_S * 1000)), "flush_packets": "1"}
+    return CONTAINERS[suffix], {"movflags": "frag_keyframe+empty_moov+default_base_moof",
+                                "frag_duration": str(int(FLUSH_S * 1e6)), "flush_packets": "1"}
+
+
+class Recorder:
+    """``write(bgr, t_s)`` frames of one size (others are resized, with one warning); ``close()``."""
+
+    def __init__(self, target: str | Path, size: tuple[int, int], fps: float, codec: str = "h264"):
+        if codec not in CODECS:
+            raise InputError(f"unknown output codec {codec!r}", hint=f"choose one of {', '.join(CODECS)}")
+        self.target, self.size, self.codec = str(target), (int(size[0]), int(size[1])), codec
+        self.fps = float(fps) if fps and fps > 0 else 30.0
+        self.frames = 0
+        self._last_pts = -1
+        self._warned_size = False
+        fmt, options = _muxer(self.target)
+        network = "://" in self.target
+        if not network:
+            Path(self.target).parent.mkdir(parents=True, exist_ok=True)
+        if importlib.util.find_spec("av") is None:
+            self._open_opencv(network)
+            return
+        import av
+
+        self._cv = None
+        try:
+            self.container = av.open(self.target, "w", format=fmt, options=options)
+        except av.FFmpegError as e:
+            raise InputError(f"cannot open for writing ({redact(str(e))})", redact(self.target),
+                             hint="check the folder is writable (or that the server accepts streams)") from None
+        rate = Fraction(self.fps).limit_denominator(1001)
+        self.stream = self.container.add_stream(CODECS[codec], rate=rate)
+        w, h = self.size
+        self.stream.width, self.stream.height = w, h
+        self.stream.pix_fmt = _pix_fmt(codec, w, h)
+        self.stream.codec_context.time_base = Fraction(1, 1000)
+        gop = max(1, round(self.fps * FLUSH_S))
+        if codec == "h264":
+            self.stream.codec_context.gop_size = gop
+            self.stream.options = {"preset": "veryfast", "tune": "zerolatency", "crf": "20", "bf": "0"}
+        elif codec == "mjpg":
+            self.stream.options = {"q:v": "3"}
+            self.stream.codec_context.qmin = 1
+            self.stream.codec_context.qmax = 4
+        else:
+            self.stream.codec_context.gop_size = 1
+            self.stream.options = {"level": "3", "slicecrc": "1"}
+        self.describe = (f"PyAV {av.__version__}: {CODECS[codec]} {self.stream.pix_fmt} {w}x{h} @ {self.fps:g} fps, "
+                         f"{fmt} ({', '.join(f'{k}={v}' for k, v in options.items()) or 'defaults'}) -> {redact(self.target)}")
+
+    def _open_opencv(self, network: bool) -> None:
+        if network or self.codec == "h264" or not self.target.endswith((".mkv", ".avi")):
+            raise InputError(f"recording {self.codec} to {Path(self.target).suffix or 'a stream'} needs PyAV",
+                             hint="pip install 'deblur-edge[video]', or use --output-codec mjpg/ffv1 with a .mkv file")
+        fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.codec == "mjpg" else "FFV1"))
+        self._cv = cv2.VideoWriter(self.target, cv2.CAP_FFMPEG, fourcc, self.fps, self.size)
+        if not self._cv.isOpened():
+            raise InputError("OpenCV cannot open the file for writing", self.target, hint="check the folder is writable")
+        self.describe = f"OpenCV FFmpeg writer {self.codec} {self.size[0]}x{self.size[1]} @ {self.fps:g} fps -> {self.target}"
+        log.warning("recording through OpenCV (PyAV not installed): the file is complete only after a clean stop")
+
+    def write(self, bgr: np.ndarray, t_s: float | None = None) -> None:
+        """Append one frame shown at ``t_s`` s (default: the next frame slot at the nominal rate)."""
+        if (bgr.shape[1], bgr.shape[0]) != self.size:
+            if not self._warned_size:
+                log.warning("frame size changed to %dx%d; recording keeps %dx%d (resized)",
+                            bgr.shape[1], bgr.shape[0], *self.size)
+                self._warned_size = True
+            bgr = cv2.resize(bgr, self.size, interpolation=cv2.INTER_AREA)
+        if bgr.ndim == 2:
+            bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
+        self.frames += 1
+        if self._cv is not None:
+            self._cv.write(np.ascontiguousarray(bgr))
+            return
+        import av
+
+        pts = round((t_s if t_s is not None else (self.frames - 1) / self.fps) * 1000)
+        pts = max(pts, self._last_pts + 1)  # strictly increasing, whatever the clock did
+        self._last_pts = pts
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr), format="bgr24")
+        frame.pts, frame.time_base = pts, Fraction(1, 1000)
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        """Flush the encoder and write the trailer (index, duration); safe to call twice."""
+        if self._cv is not None:
+            self._cv.release()
+            self._cv = None
+            return
+        if getattr(self, "container", None) is None:
+            return
+        try:
+            for packet in self.stream.encode(None):
+                self.container.mux(packet)
+        finally:
+            self.container.close()
+            self.container = None

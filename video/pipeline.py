@@ -160,7 +160,9 @@ class Pipeline:
                     self.ended = self.ended or "stopped"
                     self.source.stop(join=0)
                 if deadline is not None and now > deadline:
-                    log.warning("stop: %d frame(s) in flight not written (drain budget %.1f s)", len(self.results), self.options.drain_s)
+                    left = len(self.results) + len(self.source.queue)
+                    if left:
+                        log.warning("stop: %d frame(s) in flight not written (drain budget %.1f s)", left, self.options.drain_s)
                     break
                 item = self.results.get(0.1)
                 if item is CLOSED:

@@ -3,7 +3,7 @@
 For each backend and size: warm-up, then ``--runs`` timed runs of the model alone (wall clock on
 CPU, where the call returns only when the output is in host memory; CUDA events around the
 forward when torch runs on a GPU), p50/p99 ms and FPS; the CPU pre- and post-processing
-(runtime/prepost.py on a uint8 BGR frame of that size) timed as their own rows, and an
+(``Deblurrer``'s own path, runtime/frames.py, on a uint8 BGR frame of that size) timed as their own rows, and an
 end-to-end estimate (pre + model + post). Parity against torch in the same run: PSNR and max |d|
 in [0, 1] on a real photo (``export/parity_images``) resized to the size.
 
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from deblur.runtime import prepost
+from deblur.runtime.frames import FrameInfo, postprocess, preprocess
 from deblur.train.cli import make_parser, run
 from deblur.train.errors import InputError
 
@@ -72,6 +73,7 @@ class ModelSource:
     """The model the user gave, resolved: a checkpoint, an ONNX file and/or a TensorRT engine."""
 
     checkpoint: str | None = None
+    untrained: str | None = None  # a spec name: random weights, for speed only (--spec)
     onnx: Path | None = None
     engine: Path | None = None
     spec: dict[str, Any] = field(default_factory=dict)
@@ -206,6 +208,13 @@ def make_backends(src: ModelSource, names: Sequence[str], device: str, threads: 
         generator, weights = load_generator(src.checkpoint)
         src.spec = weights.spec.to_dict()
         log.info("%s: checkpoint %s, spec %s", PROG, weights.path, weights.spec.name)
+    elif src.untrained is not None:
+        from deblur.train.networks import Generator
+        from deblur.train.specs import get_spec
+
+        generator = Generator(get_spec(src.untrained)).eval()
+        src.spec = generator.spec.to_dict()
+        log.info("%s: untrained %s (random weights: speed does not depend on them)", PROG, src.untrained)
     if "onnxruntime" in names and src.onnx is None and generator is not None:
         src.onnx = _export_temp_onnx(generator, src, stack)
     for name in names:
@@ -251,7 +260,7 @@ def _export_temp_onnx(generator: Any, src: ModelSource, stack: ExitStack) -> Pat
     folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="deblur-bench-")))
     path = folder / "model.onnx"
     t0 = time.perf_counter()
-    meta = contract(generator.spec, None, {"checkpoint": str(src.checkpoint)}, 17)
+    meta = contract(generator.spec, None, {"checkpoint": str(src.checkpoint or f"untrained {src.untrained}")}, 17)
     export_onnx(generator, path, metadata=meta)
     onnx.save(optimize(onnx.load(str(path))), str(path))
     log.info("%s: exported ONNX for onnxruntime in %.1f s (temporary)", PROG, time.perf_counter() - t0)
@@ -316,13 +325,13 @@ def photo(h: int, w: int) -> np.ndarray:
 
 
 def pre(frame_bgr: np.ndarray, multiple: int, min_size: int) -> np.ndarray:
-    """The CPU path a frame takes: BGR -> RGB, pad to the multiple, NCHW float32 in [-1, 1]."""
-    return prepost.to_tensor(frame_bgr[..., ::-1], multiple, min_size)
+    """The CPU path a frame takes in ``Deblurrer`` (runtime/frames.py): BGR -> padded NCHW RGB in [-1, 1]."""
+    return preprocess(frame_bgr, multiple, min_size)[0]
 
 
 def post(y: np.ndarray, h: int, w: int) -> np.ndarray:
-    """And back: crop, [-1, 1] -> uint8, RGB -> BGR, contiguous for the encoder/window."""
-    return np.ascontiguousarray(prepost.to_uint8(y, h, w)[..., ::-1])
+    """And back, as ``Deblurrer`` does: crop, clamp, round, RGB -> BGR uint8 HxWx3."""
+    return postprocess(y, FrameInfo(h, w, (h, w, 3), np.dtype(np.uint8), False, False, None))
 
 
 def psnr_maxdiff(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -341,8 +350,8 @@ def bench_size(backends: list[BenchBackend], skipped: list[Skipped], src: ModelS
     pre_ms = time_step(lambda: pre(frame, src.multiple, src.min_size), runs, warmup)
     post_ms = time_step(lambda: post(x, h, w), runs, warmup)  # x has the model output's shape
     rows: list[dict[str, Any]] = [
-        {"backend": "pre (numpy, cpu)", "size": size, **stats(pre_ms), "runs": runs, "kind": "pre"},
-        {"backend": "post (numpy, cpu)", "size": size, **stats(post_ms), "runs": runs, "kind": "post"},
+        {"backend": "pre (cpu)", "size": size, **stats(pre_ms), "runs": runs, "kind": "pre"},
+        {"backend": "post (cpu)", "size": size, **stats(post_ms), "runs": runs, "kind": "post"},
     ]
     pre_p50, post_p50 = rows[0]["p50_ms"], rows[1]["p50_ms"]
     outputs: dict[str, np.ndarray] = {}
@@ -388,6 +397,9 @@ def _fmt(v: Any, spec: str = ".1f") -> str:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
+    if len({r.get("model") for r in rows}) > 1:  # one table per model, each under its name
+        models = list(dict.fromkeys(r.get("model") for r in rows))
+        return "\n\n".join(f"{m}:\n\n" + markdown([r for r in rows if r.get("model") == m]) for m in models)
     head = ("| backend | size | p50 ms | p99 ms | FPS | vs torch | pre+model+post p50 ms | e2e FPS | PSNR dB | max abs diff | note |\n"
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     lines = [head]
@@ -415,9 +427,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
                "  deblur-bench --model g.pth                      # torch vs onnxruntime (exported on the fly)\n"
                "  deblur-bench --model g.onnx --sizes 720x1280 --runs 50\n"
-               "  deblur-bench --model g.pth --engine g_fp16.engine --json bench.json",
+               "  deblur-bench --model g.pth --engine g_fp16.engine --json bench.json\n"
+               "  deblur-bench --spec deblurgan-pico,deblurgan-nano --backends onnxruntime --sizes 360x640   # choose a spec",
     )
-    p.add_argument("--model", required=True, help="checkpoint (.pth/.safetensors/'default'), .onnx, or .engine/.plan")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="checkpoint (.pth/.safetensors/'default'), .onnx, or .engine/.plan")
+    which.add_argument("--spec", help="comma list of spec names: untrained models of those specs (speed only; "
+                                      "parity still compares the backends)")
     p.add_argument("--engine", help="a TensorRT engine to add to a checkpoint/ONNX comparison")
     p.add_argument("--backends", default=",".join(BACKENDS), help="comma list from torch,onnxruntime,tensorrt (default: all)")
     p.add_argument("--sizes", default=DEFAULT_SIZES, help=f"HxW list (default {DEFAULT_SIZES})")
@@ -429,23 +445,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _sources(args: argparse.Namespace) -> list[tuple[str, ModelSource]]:
+    """(label, source) per model: the one --model, or one untrained model per --spec name."""
+    if args.model is not None:
+        return [(args.model, resolve_source(args.model, args.engine))]
+    from deblur.train.specs import get_spec
+
+    names = [n.strip() for n in args.spec.split(",") if n.strip()]
+    for n in names:
+        get_spec(n)  # unknown names fail before any work
+    return [(f"{n} (untrained)", ModelSource(untrained=n)) for n in names]
+
+
 def _main(args: argparse.Namespace) -> int:
     if args.runs < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
         raise InputError("--runs must be >= 1, --warmup >= 0 and --threads >= 1")
     sizes = parse_sizes(args.sizes)
     names = parse_backends(args.backends)
-    src = resolve_source(args.model, args.engine)
     device = resolve_device(args.device)
-    with ExitStack() as stack:
-        backends, skipped = make_backends(src, names, device, args.threads, stack)
-        for s in skipped:
-            log.info("%s: %s skipped: %s", PROG, s.name, s.reason)
-        if not backends:
-            raise InputError("no backend can run this model here", args.model,
-                             hint="; ".join(f"{s.name}: {s.reason}" for s in skipped))
-        rows: list[dict[str, Any]] = []
-        for hw in sizes:
-            rows += bench_size(backends, skipped, src, hw, args.runs, args.warmup)
+    rows: list[dict[str, Any]] = []
+    for label, src in _sources(args):
+        with ExitStack() as stack:
+            backends, skipped = make_backends(src, names, device, args.threads, stack)
+            for s in skipped:
+                log.info("%s: %s skipped: %s", PROG, s.name, s.reason)
+            if not backends:
+                raise InputError("no backend can run this model here", label,
+                                 hint="; ".join(f"{s.name}: {s.reason}" for s in skipped))
+            for hw in sizes:
+                rows += [{"model": label, **r} for r in bench_size(backends, skipped, src, hw, args.runs, args.warmup)]
     print(markdown(rows))
     failed = [f"{r['backend']} at {r['size']}" for r in rows if r.get("error")]
     if args.json:

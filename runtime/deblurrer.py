@@ -35,6 +35,9 @@ class Deblurrer:
             (tile frames larger than that), or ``0`` (never tile; refuse what does not fit).
         tile_overlap: overlap between tiles in px (feathered).
         threads: CPU threads for torch / ONNX Runtime.
+
+    ``timings`` holds the last call's milliseconds: ``pre_ms``, ``infer_ms``, ``post_ms`` (wall
+    time), and ``infer_cuda_ms`` (CUDA events) where the backend runs on a GPU.
     """
 
     def __init__(self, model: str | Path = "default", device: str = "cpu", backend: str | None = None, *,
@@ -97,7 +100,14 @@ class Deblurrer:
         out = [postprocess(y[i : i + 1], info) for i, (_, info) in enumerate(pre)]
         t3 = time.perf_counter()
         self.timings = {"pre_ms": (t1 - t0) * 1e3, "infer_ms": (t2 - t1) * 1e3, "post_ms": (t3 - t2) * 1e3}
+        self._add_cuda_time()
         return out
+
+    def _add_cuda_time(self) -> None:
+        """``infer_cuda_ms``: the backend's CUDA-event time of the last forward, where it has one."""
+        cuda_ms = self.backend.last_cuda_ms()
+        if cuda_ms is not None:
+            self.timings["infer_cuda_ms"] = cuda_ms
 
     # ------------------------------------------------------------------------------ internals
     def _fits_static(self, frame: np.ndarray) -> bool:
@@ -155,6 +165,7 @@ class Deblurrer:
             y = y.flip(0)
         out = y.permute(1, 2, 0).to(torch.uint8).contiguous()
         self.timings = {"pre_ms": (t1 - t0) * 1e3, "infer_ms": (t2 - t1) * 1e3, "post_ms": (time.perf_counter() - t2) * 1e3}
+        self._add_cuda_time()
         if not isinstance(frame, torch.Tensor) and type(frame).__module__.startswith("cupy"):
             import cupy
 

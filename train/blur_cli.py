@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="trajectory: DeblurGAN random PSF (default); gopro: averaged shaky frames")
     pairs.add_argument("--seed", type=int, default=0, metavar="N",
                        help="base seed; each image's seed mixes in its file name")
+    pairs.add_argument("--max-len", type=float, default=None, metavar="PX",
+                       help="trajectory: path length in px at full exposure (default: the authors' 60)")
     pairs.add_argument("--limit", type=int, default=None, metavar="N",
                        help="only the first N images (sorted by name)")
     video = sub.add_parser("video", help="render a shaky pan over one photo as blur.mp4 + sharp.mp4",
@@ -70,11 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _pairs(args: argparse.Namespace) -> int:
-    from deblur.train.blur import make_pairs
+    from deblur.train.blur import TrajectoryParams, make_pairs
 
     _at_least(args.seed, 0, "--seed")
     _at_least(args.limit, 1, "--limit")
-    stats = make_pairs(args.sharp, args.out, args.method, args.seed, limit=args.limit)
+    params = None
+    if args.max_len is not None:
+        if args.method != "trajectory":
+            raise InputError("--max-len applies to --method trajectory only")
+        try:
+            params = TrajectoryParams(max_len=args.max_len)
+        except ValueError as e:
+            raise InputError(f"bad --max-len {args.max_len:g}", hint=str(e)) from None
+    stats = make_pairs(args.sharp, args.out, args.method, args.seed, limit=args.limit, params=params)
     print(f"wrote {stats.written} pairs to {args.out} ({stats.skipped} skipped)")
     return 0
 

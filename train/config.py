@@ -43,6 +43,7 @@ class TrainConfig:
     jpeg_min_quality: int = 40
     crop: int = 256
     halve: bool = False  # the authors halve 1280x720 GoPro frames to 640x360
+    max_side: int = 0  # synthetic pairs: downscale photos whose long side is larger (0 = keep)
     flip: bool = True
     workers: int = 2
     # model
@@ -173,6 +174,8 @@ def validate(cfg: TrainConfig) -> None:
     for name in ("steps", "batch", "crop", "critic_steps", "keep", "log_every", "val_every", "save_every", "image_every"):
         if getattr(cfg, name) < 1:
             raise InputError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+    if cfg.max_side and cfg.max_side < cfg.crop:
+        raise InputError(f"max_side ({cfg.max_side}) must be 0 or at least the crop ({cfg.crop})")
     if cfg.crop % 4:
         raise InputError(f"crop must be a multiple of 4, got {cfg.crop}")
     if cfg.noise_read_max < 0 or cfg.noise_shot_max < 0 or not 0 <= cfg.jpeg_prob <= 1 or not 1 <= cfg.jpeg_min_quality <= 95:

@@ -233,15 +233,19 @@ class SyntheticDataset(_Base):
     the patch is convolved. ``methods`` mixes "trajectory"/"gopro" by weight; an optional third
     tuple element passes params. ``length`` sets the epoch size (files are reused cyclically).
     Fixed sets blur each file with ``rng_for(seed, name)``, the same every epoch. ``sensor`` adds
-    camera noise and JPEG to the blurred crop only (``sensor.degrade``).
+    camera noise and JPEG to the blurred crop only (``sensor.degrade``). ``max_side`` downscales
+    larger photos on load (multi-megapixel wallpapers to camera-frame scale, where a crop holds
+    detail rather than one smooth patch); ``cache`` keeps decoded photos in memory per process
+    (decoding a 6 MP JPEG costs more than blurring a crop).
     """
 
     def __init__(self, sharp_dirs: PathLike | Sequence[PathLike], crop: int | None = 256,
                  methods: Methods = (("trajectory", 1.0),), flip: bool = True, halve: bool = False,
                  seed: int = 0, length: int | None = None, fixed: bool = False,
-                 sensor: SensorParams = SensorParams()):
+                 sensor: SensorParams = SensorParams(), max_side: int | None = None, cache: bool = True):
         super().__init__(crop, flip, halve, seed, fixed)
-        self.sensor = sensor
+        self.sensor, self.max_side, self.cache = sensor, max_side, cache
+        self._cache: dict[Path, np.ndarray] = {}
         dirs = [Path(sharp_dirs)] if isinstance(sharp_dirs, (str, Path)) else [Path(d) for d in sharp_dirs]
         self.methods = [(m[0], float(m[1]), m[2] if len(m) > 2 else None) for m in methods]
         if not self.methods or any(m not in ("trajectory", "gopro") or w <= 0 for m, w, _ in self.methods):
@@ -259,9 +263,21 @@ class SyntheticDataset(_Base):
                              + ", ".join(map(str, dirs)), hint="short sides must be at least crop/2 px (after halving)")
         self.length = None if length is None else int(length)
 
+    def _photo(self, path: Path) -> np.ndarray | None:
+        """The decoded photo (long side capped at ``max_side``), from this process's cache if ``cache``."""
+        img = self._cache.get(path)
+        if img is None:
+            img = read_rgb(path)
+            if img is not None and self.max_side and max(img.shape[:2]) > self.max_side:
+                s = self.max_side / max(img.shape[:2])
+                img = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))), interpolation=cv2.INTER_AREA)
+            if img is not None and self.cache:
+                self._cache[path] = img
+        return img
+
     def _load(self, index: int, rng: np.random.Generator) -> dict[str, Any] | None:
         path, name = self.entries[index % len(self.entries)]
-        img = read_rgb(path)
+        img = self._photo(path)
         if img is None:
             self._skip(path, "cannot decode the image")
             return None
@@ -361,7 +377,7 @@ def build_dataset(pairs: PathLike | None = None, sharp: PathLike | Sequence[Path
                   crop: int = 256, flip: bool = True, halve: bool = False, seed: int = 0,
                   synthetic_ratio: float = 2.0, methods: Methods = (("trajectory", 1.0),),
                   blur_folder: str = "blur", length: int | None = None,
-                  sensor: SensorParams = SensorParams()) -> Dataset:
+                  sensor: SensorParams = SensorParams(), max_side: int | None = None) -> Dataset:
     """Training data: ``sharp`` -> synthetic, ``pairs`` -> paired/GoPro, both -> synthetic:real mix."""
     if pairs is None and sharp is None:
         raise InputError("no training data given", hint="pass paired/GoPro pairs, sharp photos, or both")
@@ -373,14 +389,14 @@ def build_dataset(pairs: PathLike | None = None, sharp: PathLike | Sequence[Path
         if length is not None:
             real.length = int(length)
         return real
-    synth = SyntheticDataset(sharp, methods=methods, length=None if real else length, sensor=sensor, **common)
+    synth = SyntheticDataset(sharp, methods=methods, length=None if real else length, sensor=sensor, max_side=max_side, **common)
     return synth if real is None else MixedDataset([(synth, synthetic_ratio), (real, 1.0)], length, seed)
 
 
 def build_validation(pairs: PathLike | None = None, sharp: PathLike | Sequence[PathLike] | None = None,
                      crop: int | None = 256, seed: int = 0, limit: int | None = None, halve: bool = False,
                      methods: Methods = (("trajectory", 1.0),), blur_folder: str = "blur",
-                     sensor: SensorParams = SensorParams()) -> ValidationSet:
+                     sensor: SensorParams = SensorParams(), max_side: int | None = None) -> ValidationSet:
     """Deterministic pairs (centre crop, or whole images if crop=None); GoPro uses its "test" split.
 
     ``limit`` keeps at most that many items from each source, spread evenly over the files.
@@ -392,7 +408,7 @@ def build_validation(pairs: PathLike | None = None, sharp: PathLike | Sequence[P
     if pairs is not None:
         parts.append(_real(pairs, "test", blur_folder=blur_folder, **common))
     if sharp is not None:
-        parts.append(SyntheticDataset(sharp, methods=methods, sensor=sensor, **common))
+        parts.append(SyntheticDataset(sharp, methods=methods, sensor=sensor, max_side=max_side, **common))
     for p in parts:
         p.thin(limit)
     return ValidationSet(parts)

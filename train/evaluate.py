@@ -13,7 +13,7 @@ import logging
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,7 @@ class Row:
     psnr_identity: float
     ssim_identity: float
     ms: float
+    baselines: dict[str, tuple[float, float]] = field(default_factory=dict)  # label -> (psnr, ssim)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,13 +57,22 @@ def build_parser() -> argparse.ArgumentParser:
         EPILOG,
     )
     p.add_argument("--model", required=True, help="checkpoint (.pth, .safetensors, training checkpoint, authors' latest_net_G.pth) or 'default'")
-    p.add_argument("--blur", required=True, type=Path, help="folder of blurred images")
-    p.add_argument("--sharp", required=True, type=Path, help="folder of sharp images with the same names")
+    p.add_argument("--task", choices=["pairs", "aruco"], default="pairs",
+                   help="pairs: PSNR/SSIM on --blur/--sharp (default); aruco: ArUco marker detection on blurred, "
+                        "deblurred and sharp scenes made from --photos")
+    p.add_argument("--blur", type=Path, help="folder of blurred images (task pairs)")
+    p.add_argument("--sharp", type=Path, help="folder of sharp images with the same names (task pairs)")
+    p.add_argument("--photos", type=Path, action="append", help="held-out sharp photos for the ArUco scenes (task aruco; repeatable)")
+    p.add_argument("--markers", type=int, default=3, help="markers per ArUco scene (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the ArUco scenes (default 0)")
     p.add_argument("--out", type=Path, help="folder for per-image metrics.csv and side-by-side PNGs")
     p.add_argument("--json", type=Path, help="write the summary as JSON to this file")
     p.add_argument("--spec", help="model spec for checkpoints that carry none (default: inferred from shapes)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--limit", type=int, help="evaluate only the first N pairs")
+    p.add_argument("--baselines", action="store_true",
+                   help="also run unsharp masking, Wiener and Richardson-Lucy (scikit-image), each with the best "
+                        "single setting of a small grid searched on up to 8 of the pairs")
     return p
 
 
@@ -89,27 +99,31 @@ def evaluate(args: argparse.Namespace) -> int:
     from deblur.train.infer import deblur_rgb
 
     spec = get_spec(args.spec) if args.spec else None  # a typo fails before any work
+    if args.task == "aruco":
+        return evaluate_aruco(args, spec)
+    if args.blur is None or args.sharp is None:
+        raise InputError("--blur and --sharp are required for --task pairs", hint="pass both folders, or --task aruco --photos DIR")
     pairs = match_pairs(args.blur, args.sharp)[: args.limit]
     model, weights = load_generator(args.model, spec=spec, device=args.device)
     log.info("model %s: spec %s, %s", weights.path, weights.spec.name, weights.layout)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
+    baselines = _search_baselines(pairs) if args.baselines else []
     rows: list[Row] = []
     skipped = 0
     for blur_path, sharp_path in _progress(pairs):
-        blurred, sharp = read_rgb(blur_path), read_rgb(sharp_path)
-        if blurred is None or sharp is None:
-            log.warning("skipped %s: unreadable image", blur_path if blurred is None else sharp_path)
+        loaded = _load_pair(blur_path, sharp_path)
+        if loaded is None:
             skipped += 1
             continue
-        if blurred.shape != sharp.shape or min(blurred.shape[:2]) < 11:
-            log.warning("skipped %s: size %s vs sharp %s (pairs must match, at least 11x11)", blur_path.name, blurred.shape[:2], sharp.shape[:2])
-            skipped += 1
-            continue
+        blurred, sharp = loaded
         t0 = time.perf_counter()
         out = deblur_rgb(model, blurred, args.device)
         ms = (time.perf_counter() - t0) * 1e3
         rows.append(Row(blur_path.name, psnr(out, sharp), ssim(out, sharp), psnr(blurred, sharp), ssim(blurred, sharp), ms))
+        for b in baselines:
+            restored = b.run(blurred)
+            rows[-1].baselines[b.label] = (psnr(restored, sharp), ssim(restored, sharp))
         if args.out:
             panel = side_by_side([blurred, out, sharp], [f"blurred {rows[-1].psnr_identity:.2f} dB", f"deblurred {rows[-1].psnr_model:.2f} dB", "sharp"])
             write_rgb(args.out / f"{blur_path.stem}_side_by_side.png", panel)
@@ -125,6 +139,59 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def evaluate_aruco(args: argparse.Namespace, spec) -> int:  # noqa: ANN001 - ModelSpec | None
+    """ArUco detection and identification rates on blurred, deblurred and sharp scenes (aruco_eval)."""
+    from deblur.train import aruco_eval
+    from deblur.train.checkpoint import load_generator
+    from deblur.train.infer import deblur_rgb
+
+    if not args.photos:
+        raise InputError("--task aruco needs --photos DIR (held-out sharp photos)", hint="e.g. --photos ../shared/data/sharp/kodak24")
+    if args.markers < 1:
+        raise InputError(f"--markers must be at least 1, got {args.markers}")
+    photos = aruco_eval.load_photos(args.photos, args.limit)
+    model, weights = load_generator(args.model, spec=spec, device=args.device)
+    methods = {f"deblurred ({weights.path.name})": lambda img: deblur_rgb(model, img, args.device)}
+    if args.baselines:
+        from deblur.train.baselines import METHODS, search
+
+        sample = [(s.blurred, s.sharp) for s in (aruco_eval.make_scene(p, n, args.seed, args.markers) for n, p in photos[:8])]
+        methods.update({b.label: b.run for b in (search(m, sample) for m in METHODS)})
+    rates, scenes = aruco_eval.run_benchmark(photos, methods, args.seed, args.markers, progress=sys.stderr.isatty())
+    print(aruco_eval.format_rates(rates, len(scenes)))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        deblur = methods[next(iter(methods))]
+        for scene in scenes[:6]:
+            panels = [aruco_eval.draw(img, scene) for img in (scene.blurred, deblur(scene.blurred), scene.sharp)]
+            write_rgb(args.out / f"aruco_{Path(scene.name).stem}.png", side_by_side(panels, ["blurred", "deblurred", "sharp"]))
+        log.info("wrote %d ArUco panels to %s", min(6, len(scenes)), args.out)
+    if args.json:
+        atomic_write_text(args.json, json.dumps({"task": "aruco", "scenes": len(scenes), "rates": rates}, indent=2) + "\n")
+    return 0
+
+
+def _load_pair(blur_path: Path, sharp_path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """Both images as uint8 RGB, or None (with a warning) when unreadable or mismatched."""
+    blurred, sharp = read_rgb(blur_path), read_rgb(sharp_path)
+    if blurred is None or sharp is None:
+        log.warning("skipped %s: unreadable image", blur_path if blurred is None else sharp_path)
+        return None
+    if blurred.shape != sharp.shape or min(blurred.shape[:2]) < 11:
+        log.warning("skipped %s: size %s vs sharp %s (pairs must match, at least 11x11)", blur_path.name, blurred.shape[:2], sharp.shape[:2])
+        return None
+    return blurred, sharp
+
+
+def _search_baselines(pairs: list[tuple[Path, Path]], n: int = 8) -> list:
+    """The best single setting of each classical method, searched on ``n`` pairs spread over the set."""
+    from deblur.train.baselines import METHODS, search
+
+    pick = np.unique(np.linspace(0, len(pairs) - 1, min(n, len(pairs))).round().astype(int))
+    sample = [p for p in (_load_pair(*pairs[i]) for i in pick) if p is not None]
+    return [search(m, sample) for m in METHODS] if sample else []
+
+
 def _progress(items: list) -> list:
     from tqdm import tqdm
 
@@ -137,11 +204,16 @@ def _mean(values: list[float]) -> float:
 
 
 def summarise(rows: list[Row]) -> dict:
-    return {
+    out = {
         "model": {"psnr": _mean([r.psnr_model for r in rows]), "ssim": _mean([r.ssim_model for r in rows])},
         "identity": {"psnr": _mean([r.psnr_identity for r in rows]), "ssim": _mean([r.ssim_identity for r in rows])},
         "images": len(rows),
     }
+    labels = list(rows[0].baselines) if rows else []
+    if labels:
+        out["baselines"] = {k: {"psnr": _mean([r.baselines[k][0] for r in rows]), "ssim": _mean([r.baselines[k][1] for r in rows])}
+                            for k in labels}
+    return out
 
 
 def format_table(summary: dict, rows: list[Row], spec: str, model_name: str, skipped: int = 0) -> str:
@@ -153,8 +225,9 @@ def format_table(summary: dict, rows: list[Row], spec: str, model_name: str, ski
         "| method | PSNR (dB) | SSIM |",
         "|---|---:|---:|",
         f"| identity (blurred input) | {i['psnr']:.2f} | {i['ssim']:.4f} |",
+        *(f"| {k} | {v['psnr']:.2f} | {v['ssim']:.4f} |" for k, v in summary.get("baselines", {}).items()),
         f"| {model_name} ({spec}) | {m['psnr']:.2f} | {m['ssim']:.4f} |",
-        f"| gain | {m['psnr'] - i['psnr']:+.2f} | {m['ssim'] - i['ssim']:+.4f} |",
+        f"| gain over identity | {m['psnr'] - i['psnr']:+.2f} | {m['ssim'] - i['ssim']:+.4f} |",
     ]
     return "\n".join(lines)
 

@@ -106,11 +106,13 @@ def build_data(cfg: TrainConfig):
     from deblur.train.datasets import build_dataset, build_validation
 
     train_set = build_dataset(pairs=cfg.pairs[0] if cfg.pairs else None, sharp=cfg.sharp or None, crop=cfg.crop, flip=cfg.flip, halve=cfg.halve,
-                              seed=cfg.seed, synthetic_ratio=cfg.synthetic_ratio, methods=_methods(cfg), sensor=_sensor(cfg))
+                              seed=cfg.seed, synthetic_ratio=cfg.synthetic_ratio, methods=_methods(cfg), sensor=_sensor(cfg),
+                              max_side=cfg.max_side or None)
     val_set = None
     if cfg.val_sharp or cfg.val_pairs:
         val_set = build_validation(pairs=cfg.val_pairs[0] if cfg.val_pairs else None, sharp=cfg.val_sharp or None, crop=cfg.val_crop,
-                                   seed=cfg.seed, limit=cfg.val_limit, methods=_methods(cfg), sensor=_sensor(cfg))
+                                   seed=cfg.seed, limit=cfg.val_limit, methods=_methods(cfg), sensor=_sensor(cfg),
+                                   max_side=cfg.max_side or None)
     return train_set, val_set
 
 

@@ -30,6 +30,10 @@ class Backend(ABC):
         """Device-resident input and output (torch CUDA tensors); backends that can, override."""
         raise NotImplementedError(f"the {self.name} backend takes host arrays only")
 
+    def last_cuda_ms(self) -> float | None:
+        """GPU time of the last forward from CUDA events (backends on a GPU), else None."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional
         """Release sessions, contexts and device memory."""
 

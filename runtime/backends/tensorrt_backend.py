@@ -84,10 +84,22 @@ class TensorRTBackend(Backend):
         self.context.set_tensor_address("input", x.data_ptr())
         self.context.set_tensor_address("output", out.data_ptr())
         self.stream.wait_stream(torch.cuda.current_stream(self.device))
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record(self.stream)
         if not self.context.execute_async_v3(self.stream.cuda_stream):
             raise EngineLoadError("TensorRT execute_async_v3 failed", self.path)
+        end.record(self.stream)
+        self._events = (start, end)
         torch.cuda.current_stream(self.device).wait_stream(self.stream)
         return out
+
+    def last_cuda_ms(self) -> float | None:
+        """The engine's own GPU time for the last call (CUDA events on its stream; waits for it)."""
+        events = getattr(self, "_events", None)
+        if events is None:
+            return None
+        events[1].synchronize()
+        return float(events[0].elapsed_time(events[1]))
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         return self.infer_device(self._torch.from_numpy(x)).cpu().numpy()

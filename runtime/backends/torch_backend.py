@@ -21,12 +21,27 @@ class TorchBackend(Backend):
         self.spec = self.weights.spec.to_dict()
 
     def infer(self, x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return self.model(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
+        return self.infer_device(torch.from_numpy(x)).float().cpu().numpy()
 
     def infer_device(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return self.model(x.to(self.device, torch.float32))
+            x = x.to(self.device, torch.float32)
+            if x.device.type != "cuda":
+                return self.model(x)
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            y = self.model(x)
+            end.record()
+            self._events = (start, end)
+            return y
+
+    def last_cuda_ms(self) -> float | None:
+        """GPU time of the last forward on CUDA (events on the current stream), else None."""
+        events = getattr(self, "_events", None)
+        if events is None:
+            return None
+        events[1].synchronize()
+        return float(events[0].elapsed_time(events[1]))
 
 
 def load(path: Path, device: str, **options) -> TorchBackend:

@@ -38,13 +38,35 @@ def test_checkpoint_compares_torch_and_onnxruntime(ckpt, tmp_path, capsys):
         assert o["vs_torch"] == pytest.approx(t["p50_ms"] / o["p50_ms"])
         assert o["max_abs_diff"] < 1e-3 and o["psnr_db"] > 60  # FP32 ONNX vs torch on the real photo
         assert t["max_abs_diff"] == 0 and t["psnr_db"] is None  # inf in JSON is null
-        assert by[("pre (numpy, cpu)", size)]["p50_ms"] > 0 and by[("post (numpy, cpu)", size)]["p50_ms"] > 0
+        assert by[("pre (cpu)", size)]["p50_ms"] > 0 and by[("post (cpu)", size)]["p50_ms"] > 0
         assert o["e2e_p50_ms"] > o["p50_ms"]
         assert by[("tensorrt", size)]["p50_ms"] is None and by[("tensorrt", size)]["skipped"]
     assert by[("torch", "36x52")]["input_shape"] == [1, 3, 36, 52]  # multiple of 4 already
     table = captured.out
     assert table.startswith("| backend | size | p50 ms") and "| onnxruntime | 64x96 |" in table
-    assert "skipped:" in table and "| pre (numpy, cpu) |" in table
+    assert "skipped:" in table and "| pre (cpu) |" in table
+
+
+def test_spec_list_times_untrained_models_one_table_each(tmp_path, capsys):
+    """--spec: choose a spec by speed before training one (weights do not change the time)."""
+    out = tmp_path / "specs.json"
+    rc = bench.main(["--spec", "deblurgan-pico,deblurgan-pico-d3", "--backends", "torch,onnxruntime", "--sizes", "48x64",
+                     "--runs", "2", "--warmup", "1", "--json", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    rows = json.loads(out.read_text())
+    models = {r["model"] for r in rows}
+    assert models == {"deblurgan-pico (untrained)", "deblurgan-pico-d3 (untrained)"}
+    for m in models:
+        ort_row = next(r for r in rows if r["model"] == m and r["backend"] == "onnxruntime")
+        assert ort_row["p50_ms"] > 0 and ort_row["max_abs_diff"] < 1e-3
+    assert "deblurgan-pico-d3 (untrained):" in captured.out and captured.out.count("| backend | size |") == 2
+
+
+def test_unknown_spec_is_one_line(capsys):
+    assert bench.main(["--spec", "deblurgan-huge", "--sizes", "48x64"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown model spec 'deblurgan-huge'" in err[0]
 
 
 def test_onnx_model_runs_onnxruntime_only(ckpt, tmp_path, capsys):

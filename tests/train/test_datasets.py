@@ -301,3 +301,18 @@ def test_validation_is_fixed_centre_crops(tmp_path, photos):
     assert all(_same(by_name[before[3 + i]["name"]], before[3 + i]) for i in range(3))
     whole = build_validation(pairs=root, crop=None)
     assert whole[0]["sharp"].shape == _rgb_chw(root / "sharp" / whole[0]["name"]).shape
+
+
+def test_max_side_downscales_big_photos_and_the_cache_serves_repeats(tmp_path):
+    """Multi-megapixel photos are brought to camera scale once; later items reuse the decoded copy."""
+    import cv2
+
+    big = np.random.default_rng(0).integers(0, 256, (900, 1600, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "big.png"), big)
+    ds = SyntheticDataset(tmp_path, crop=64, seed=0, max_side=400)
+    photo = ds._photo(tmp_path / "big.png")
+    assert photo.shape == (225, 400, 3)
+    assert ds._photo(tmp_path / "big.png") is photo  # cached
+    assert ds[0]["blur"].shape == (3, 64, 64)
+    uncached = SyntheticDataset(tmp_path, crop=64, seed=0, cache=False)
+    assert uncached._photo(tmp_path / "big.png").shape == (900, 1600, 3) and not uncached._cache

@@ -48,7 +48,7 @@ def test_eval_identity_model_matches_identity_baseline(tmp_path, folders, capsys
     out, js = tmp_path / "out", tmp_path / "e.json"
     assert main(["--model", str(model), "--blur", str(blur), "--sharp", str(sharp), "--out", str(out), "--json", str(js)]) == 0
     table = capsys.readouterr().out
-    assert "| identity (blurred input) |" in table and "| gain | +0.00 | +0.0000 |" in table
+    assert "| identity (blurred input) |" in table and "| gain over identity | +0.00 | +0.0000 |" in table
     summary = json.loads(js.read_text())
     assert set(summary) == {"model", "identity", "images"} and summary["images"] == 3
     assert summary["model"] == summary["identity"]  # a zero residual returns the input exactly

@@ -98,9 +98,12 @@ def _check(args: argparse.Namespace) -> None:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
     if args.open_timeout <= 0 or args.read_timeout <= 0 or args.stop_timeout <= 0:
         raise InputError("--open-timeout, --read-timeout and --stop-timeout must be > 0")
-    if args.output_save and Path(args.output_save).suffix.lower() not in (".mkv", ".mp4", ".mov"):
-        raise InputError(f"cannot record to {Path(args.output_save).suffix or 'a suffix-less file'}", args.output_save,
-                         hint="use .mkv (crash-safe, recommended) or .mp4 (fragmented)")
+    from deblur.video.recorder import check_target
+
+    if args.output_save:
+        check_target(args.output_save, args.output_codec)
+    if args.output:
+        check_target(args.output, "h264")
 
 
 def _tile(text: str) -> int | str:
@@ -119,15 +122,15 @@ def _model(args: argparse.Namespace) -> Any:
     return d
 
 
-def _sinks(args: argparse.Namespace, fps: float | None) -> Any:
+def _sinks(args: argparse.Namespace) -> Any:
     from deblur.video.pipeline import Sinks
     from deblur.video.recorder import Recorder
 
     sinks = Sinks()
     if args.output_save:
-        sinks.make_recorders.append(lambda size: Recorder(args.output_save, size, fps or 30.0, args.output_codec))
+        sinks.make_recorders.append(lambda size, fps: Recorder(args.output_save, size, fps or args.input_rate or 30.0, args.output_codec))
     if args.output:
-        sinks.make_recorders.append(lambda size: Recorder(args.output, size, fps or 30.0, "h264"))
+        sinks.make_recorders.append(lambda size, fps: Recorder(args.output, size, fps or args.input_rate or 30.0, "h264"))
     if not args.headless:
         from deblur.video.view import Window, window_unavailable
 
@@ -152,33 +155,20 @@ def _main(args: argparse.Namespace) -> int:
     stop = threading.Event()
     with StopOnSignal(stop) as signals, _model(args) as deblur:
         source = VideoSource(uri, options)
-        fps = _nominal_fps(uri, args)
-        pipe = Pipeline(source, deblur, _sinks(args, fps),
+        pipe = Pipeline(source, deblur, _sinks(args),
                         PipelineOptions(args.view, args.save_view, args.max_frames, args.stats_every, args.stop_timeout,
                                         f"{PROG} | {deblur.spec.get('name')} {deblur.backend_name}"), stop)
-        ended = pipe.run()
-        code = _report(args, pipe, uri, ended)
+        try:
+            ended = pipe.run()
+            code = _report(args, pipe, uri, ended)
+        finally:
+            # A capture thread inside a blocking open or read must reach its deadline before the
+            # interpreter shuts down around it: a daemon thread coming back from FFmpeg during
+            # finalisation crashes the process (SIGSEGV instead of the exit code).
+            source.stop(join=max(args.open_timeout, args.read_timeout) + 1.0)
         if signals.exit_code is not None:
             return signals.exit_code
     return code
-
-
-def _nominal_fps(uri: SourceURI, args: argparse.Namespace) -> float | None:
-    """The recording rate: the source's own (files: read from the container up front)."""
-    if uri.kind == "synthetic":
-        return uri.fps
-    if uri.kind == "images":
-        return args.input_rate or 10.0
-    if uri.kind == "file":
-        try:
-            import av
-
-            with av.open(uri.location) as c:
-                rate = c.streams.video[0].average_rate if c.streams.video else None
-                return float(rate) if rate else None
-        except Exception:  # noqa: BLE001 - the source thread reports a bad file properly
-            return None
-    return args.input_rate
 
 
 def _report(args: argparse.Namespace, pipe: Any, uri: SourceURI, ended: str) -> int:
@@ -203,7 +193,7 @@ def _report(args: argparse.Namespace, pipe: Any, uri: SourceURI, ended: str) -> 
                           hint="check the camera or stream; --reconnect-attempts -1 retries for ever")
     total = counters["read"] + counters["skipped"]
     if total and counters["skipped"] / total > BAD_FRAME_LIMIT:
-        log.error("%s: %d of %d frames could not be decoded", redact(str(uri)), counters["skipped"], total)
+        log.error("%s: %d of %d frames could not be decoded or were missing", redact(str(uri)), counters["skipped"], total)
         return 1
     return 0
 

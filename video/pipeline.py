@@ -40,9 +40,9 @@ class PipelineOptions:
 
 @dataclass
 class Sinks:
-    """Where output frames go; the recorder factory is called with the first frame's (w, h)."""
+    """Where output frames go; recorder factories get the first frame's (w, h) and the source's rate."""
 
-    make_recorders: list[Callable[[tuple[int, int]], Any]] = field(default_factory=list)
+    make_recorders: list[Callable[[tuple[int, int], float | None], Any]] = field(default_factory=list)
     window: Any = None
     recorders: list[Any] = field(default_factory=list)
 
@@ -128,7 +128,8 @@ class Pipeline:
         if sinks.make_recorders and not sinks.recorders:
             h, w = r.frame.image.shape[:2]
             factor = 2 if self.options.save_view == "side-by-side" else 1
-            sinks.recorders = [make((w * factor, h)) for make in sinks.make_recorders]
+            fps = self.source.info.get("fps")
+            sinks.recorders = [make((w * factor, h), fps) for make in sinks.make_recorders]
             for rec in sinks.recorders:
                 log.info("recording: %s", rec.describe)
         if sinks.recorders:

@@ -108,6 +108,8 @@ class PyAVReader:
         self.width, self.height = _size_of(opts, cc.width or 1, cc.height or 1)
         self._resize = (self.width, self.height) != (cc.width, cc.height)
         self._frames = self._decode()
+        self._last_time: float | None = None
+        self._ended = False
         opt_text = ",".join(f"{k}={v}" for k, v in options.items())
         self.describe = (f"PyAV {av.__version__} / FFmpeg: {self.container.format.name} demuxer"
                          f"{' (' + opt_text + ')' if opt_text else ''} -> {self.codec} decoder -> "
@@ -150,12 +152,35 @@ class PyAVReader:
     def read(self) -> Item | None:
         frame = next(self._frames, None)
         if frame is None:
+            if not self.live and not self._ended:
+                self._ended = True
+                self._check_complete()
             return None
+        if frame.time is not None:
+            self._last_time = float(frame.time)
         if self._resize:
             img = frame.reformat(self.width, self.height, format="bgr24").to_ndarray()
         else:
             img = frame.to_ndarray(format="bgr24")
-        return img, (float(frame.time) if frame.time is not None else None)
+        # live streams: no stream time (it restarts with every reconnect); the pipeline uses the capture time
+        return img, (float(frame.time) if frame.time is not None and not self.live else None)
+
+    def _check_complete(self) -> None:
+        """A file that ends well before its declared duration lost its tail (truncated, or a damaged
+        element made the demuxer stop): say so, and count the frames that never came as skipped."""
+        declared = None
+        if self.stream.duration is not None and self.stream.time_base is not None:
+            declared = float(self.stream.duration * self.stream.time_base)
+        elif self.container.duration:
+            declared = self.container.duration / 1e6
+        if not declared or self._last_time is None or not self.fps:
+            return
+        start = float(self.stream.start_time * self.stream.time_base) if self.stream.start_time is not None else 0.0
+        missing = int((declared + start - self._last_time) * self.fps) - 1
+        if missing >= max(2, round(self.fps / 2)):
+            self.skipped += missing
+            log.warning("%s: the file ends at %.2f s but declares %.2f s: about %d frames are missing (truncated or "
+                        "damaged); counted as skipped", self.uri, self._last_time - start, declared, missing)
 
     def close(self) -> None:
         self.container.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,32 @@ def _muxer(target: str) -> tuple[str, dict[str, str]]:
                                 "frag_duration": str(int(FLUSH_S * 1e6)), "flush_packets": "1"}
 
 
+def check_target(target: str | Path, codec: str) -> None:
+    """Fail now, before a model loads, on what ``Recorder`` would refuse at the first frame:
+    an unknown suffix or scheme, a codec the container cannot hold, a folder that cannot be written."""
+    target = str(target)
+    if codec not in CODECS:
+        raise InputError(f"unknown output codec {codec!r}", hint=f"choose one of {', '.join(CODECS)}")
+    fmt, _ = _muxer(target)
+    if "://" not in target:
+        folder = Path(target).parent
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+        if not existing.is_dir() or not os.access(existing, os.W_OK):
+            raise InputError(f"cannot write the recording into {folder}", target, hint="choose a writable folder for --output-save")
+    if importlib.util.find_spec("av") is None:
+        return
+    import io
+
+    import av
+
+    with av.open(io.BytesIO(), "w", format=fmt if fmt != "rtsp" else "mpegts") as probe:
+        try:
+            probe.add_stream(CODECS[codec], rate=30)
+        except ValueError:
+            raise InputError(f"a {Path(target).suffix or fmt} file cannot hold {codec}", redact(target),
+                             hint="use .mkv, which takes every --output-codec") from None
+
+
 class Recorder:
     """``write(bgr, t_s)`` frames of one size (others are resized, with one warning); ``close()``."""
 
@@ -74,7 +101,11 @@ class Recorder:
         fmt, options = _muxer(self.target)
         network = "://" in self.target
         if not network:
-            Path(self.target).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(self.target).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise InputError(f"cannot create the folder for the recording ({e.strerror})", self.target,
+                                 hint="choose a writable folder for --output-save") from None
         if importlib.util.find_spec("av") is None:
             self._open_opencv(network)
             return
@@ -87,7 +118,12 @@ class Recorder:
             raise InputError(f"cannot open for writing ({redact(str(e))})", redact(self.target),
                              hint="check the folder is writable (or that the server accepts streams)") from None
         rate = Fraction(self.fps).limit_denominator(1001)
-        self.stream = self.container.add_stream(CODECS[codec], rate=rate)
+        try:
+            self.stream = self.container.add_stream(CODECS[codec], rate=rate)
+        except ValueError as e:  # the muxer has no tag for the codec, e.g. FFV1 in .mov
+            self.container.close()
+            raise InputError(f"cannot record {codec} in this container ({e})", redact(self.target),
+                             hint="use .mkv, which takes every --output-codec") from None
         w, h = self.size
         self.stream.width, self.stream.height = w, h
         self.stream.pix_fmt = _pix_fmt(codec, w, h)

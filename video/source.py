@@ -158,19 +158,23 @@ class VideoSource:
                 if not self._wait_retry(attempt, str(e)):
                     return
                 continue
+            if self._stop.is_set():  # stopped while the open was in progress
+                reader.close()
+                return
             self._reader = reader
             first = not self.info
             self.info = {"width": reader.width, "height": reader.height, "fps": reader.fps, "codec": reader.codec,
                          "pipeline": redact(reader.describe)}
             if first:
                 log.info("source %s: pipeline: %s", self.uri, self.info["pipeline"])
+            self._last_frame = time.perf_counter()  # the watchdog in get() counts from the (re)connect
             self._set(State.STREAMING, f"{reader.width}x{reader.height} @ {reader.fps or 0:g} fps, {reader.codec}")
             before = self.delivered
             why = self._pump(reader)
             self.skipped_before += reader.skipped
             self._reader = None
             reader.close()
-            if why is None:  # stopped, or a file ended
+            if why is None or self._stop.is_set():  # stopped, or a file ended
                 return
             if self.delivered > before:  # this connection worked: the next outage starts from the first step
                 attempt = 0
@@ -206,6 +210,8 @@ class VideoSource:
 
     def _wait_retry(self, attempt: int, why: str) -> bool:
         """Log one RECONNECTING line and sleep the backoff; False when attempts are used up or stopped."""
+        if self._stop.is_set():  # stopped while an open or a read was blocked: no retry, no line
+            return False
         limit = self.options.reconnect_attempts
         if limit >= 0 and attempt > limit:
             self._set(State.FAILED, f"gave up after {limit} reconnect attempt(s); last error: {why}")

@@ -25,6 +25,7 @@ class PipelineStats:
         self.t_start = time.perf_counter()
         self.t_end: float | None = None
         self.samples: dict[str, collections.deque[float]] = {s: collections.deque(maxlen=MAX_SAMPLES) for s in STAGES}
+        self.sample_times: dict[str, collections.deque[float]] = {s: collections.deque(maxlen=MAX_SAMPLES) for s in STAGES}
         self.out_times: collections.deque[float] = collections.deque(maxlen=MAX_SAMPLES)
         self.cuda: dict[str, collections.deque[float]] = {}
         self.frames_out = 0
@@ -40,6 +41,7 @@ class PipelineStats:
                     self.cuda.setdefault(name[: -len("_cuda_ms")], collections.deque(maxlen=MAX_SAMPLES)).append(value)
                 elif name.removesuffix("_ms") in self.samples:
                     self.samples[name.removesuffix("_ms")].append(value)
+                    self.sample_times[name.removesuffix("_ms")].append(t_out)  # a stage may be missing on some frames
             self.out_times.append(t_out)
             self.frames_out += 1
             if self.t_first_out is None:
@@ -56,7 +58,7 @@ class PipelineStats:
     def window(self, stage: str, t0: float, t1: float) -> list[float]:
         """Samples of ``stage`` whose frame was output in [t0, t1) (perf_counter seconds)."""
         with self._lock:
-            return [v for v, t in zip(self.samples[stage], self.out_times) if t0 <= t < t1]
+            return [v for v, t in zip(self.samples[stage], self.sample_times[stage]) if t0 <= t < t1]
 
     def summary(self) -> dict[str, dict[str, float]]:
         out = {}

@@ -18,7 +18,8 @@ from deblur.train.errors import InputError
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "srt", "tcp")
 DEMO_CLIP = Path(__file__).resolve().parent / "demo" / "shake_street.mp4"
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/@\s:]*)(:[^/@\s]*)?@")
+# User info runs to the last @ before the path (/, ? or #), as FFmpeg splits it: "p@ss" is one password.
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s]*@")
 
 
 def redact(text: str) -> str:
@@ -69,7 +70,7 @@ def parse_source(text: str) -> SourceURI:
         raise InputError(f"unknown source scheme {scheme + '://'!r} in {redact(raw)!r}",
                          hint=f"use v4l2://, csi://, file://, synthetic:// or one of {', '.join(s + '://' for s in NETWORK_SCHEMES)}")
     path = Path(rest if scheme == "file" else raw).expanduser()
-    if str(path).startswith("/dev/video"):
+    if str(path).startswith("/dev/"):  # /dev/videoN, or a stable /dev/v4l/by-id/... link
         return SourceURI("camera", str(path), raw)
     if path.is_dir():
         return SourceURI("images", str(path), raw)

@@ -12,6 +12,7 @@ import logging
 import sys
 import threading
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--model", default="default", help="any file Deblurrer takes (.pth/.safetensors/.onnx/.engine) or 'default'")
     m.add_argument("--device", default="cpu", help="cpu or cuda:N (default cpu)")
     m.add_argument("--backend", choices=["torch", "onnxruntime", "tensorrt"], help="default: from the model file")
-    m.add_argument("--threads", type=int, help="CPU threads for the model (default: the backend's choice)")
+    m.add_argument("--threads", type=int, help="CPU threads per model (default: the CPUs shared between --workers)")
+    m.add_argument("--workers", default="auto", help="inference threads, each with its own model; auto: 1 for live "
+                                                     "sources and GPUs, 2 for files on a CPU with 2+ cores (default auto)")
     m.add_argument("--tile", default="auto", help="'auto', 0 (never) or a tile side in px")
     o = p.add_argument_group("output")
     o.add_argument("--headless", action="store_true", help="no window")
@@ -114,12 +117,30 @@ def _tile(text: str) -> int | str:
     return int(text)
 
 
-def _model(args: argparse.Namespace) -> Any:
-    from deblur.runtime import Deblurrer
+def _workers(args: argparse.Namespace, uri: SourceURI) -> int:
+    """``auto``: one for live sources (the lowest latency per frame) and GPUs; for files on a CPU
+    with two or more cores, two single-threaded models (about 1.4x the frames per second)."""
+    if args.workers != "auto":
+        if not args.workers.isdigit() or int(args.workers) < 1:
+            raise InputError(f"bad --workers {args.workers!r}", hint="write auto or a count such as 2")
+        return int(args.workers)
+    from deblur.runtime.ort_options import default_threads
 
-    d = Deblurrer(args.model, device=args.device, backend=args.backend, threads=args.threads, tile=_tile(args.tile))
-    log.info("model: %s (%s) on %s, %s", d.path.name, d.spec.get("name"), d.backend_name, args.device)
-    return d
+    return 2 if not uri.live and args.device == "cpu" and default_threads() >= 2 else 1
+
+
+def _models(args: argparse.Namespace, workers: int, stack: ExitStack) -> list[Any]:
+    """One Deblurrer per inference thread, the CPU's threads shared between them."""
+    from deblur.runtime import Deblurrer
+    from deblur.runtime.ort_options import default_threads
+
+    threads = args.threads or (max(1, default_threads() // workers) if workers > 1 else None)
+    models = [stack.enter_context(Deblurrer(args.model, device=args.device, backend=args.backend, threads=threads,
+                                            tile=_tile(args.tile))) for _ in range(workers)]
+    d = models[0]
+    log.info("model: %s (%s) on %s, %s; %d inference thread(s)%s", d.path.name, d.spec.get("name"), d.backend_name,
+             args.device, workers, f", {threads} CPU thread(s) each" if threads else "")
+    return models
 
 
 def _sinks(args: argparse.Namespace) -> Any:
@@ -153,11 +174,12 @@ def _main(args: argparse.Namespace) -> int:
                            args.open_timeout, args.read_timeout)
     options = SourceOptions(reader, args.reconnect_attempts, backoff_max=args.reconnect_max_delay, live_policy=args.live_queue)
     stop = threading.Event()
-    with StopOnSignal(stop) as signals, _model(args) as deblur:
+    with StopOnSignal(stop) as signals, ExitStack() as stack:
+        models = _models(args, _workers(args, uri), stack)
         source = VideoSource(uri, options)
-        pipe = Pipeline(source, deblur, _sinks(args),
+        pipe = Pipeline(source, models, _sinks(args),
                         PipelineOptions(args.view, args.save_view, args.max_frames, args.stats_every, args.stop_timeout,
-                                        f"{PROG} | {deblur.spec.get('name')} {deblur.backend_name}"), stop)
+                                        f"{PROG} | {models[0].spec.get('name')} {models[0].backend_name}"), stop)
         try:
             ended = pipe.run()
             code = _report(args, pipe, uri, ended)

@@ -8,13 +8,13 @@
 - Any H, W >= 1: reflect padding to the model's multiple, edge padding where a side is too small
   to reflect, crop back after the model.
 
-The uint8 three- and four-channel path (every camera frame) is one OpenCV pass per plane each way
-(split, then ``addWeighted`` from uint8 straight into the float32 planes; back, ``addWeighted`` with
-a uint8 result, which clamps and rounds half to even, then merge): about 1 ms each per 720p frame
-on one core. Against the numpy reference (``runtime/prepost.py``): inputs can differ by one float32
-ulp, and outputs by one level where ``127.5 y + 127.5`` lands within an ulp of a .5 tie (about 2 in
-a million random values; the reference computes ``(y + 1) * 127.5``). uint8 round trips are exact.
-The rest is numpy.
+The uint8 three- and four-channel path (every camera frame) is one OpenCV pass per plane each way:
+split, then a 256-entry float32 lookup table straight into the float32 planes (bit for bit the
+numpy reference, ``runtime/prepost.py``); back, ``addWeighted`` with a uint8 result, which clamps
+and rounds half to even, then merge. About 1-2 ms each per 720p frame on one core. The way back can
+differ from the reference by one level where ``127.5 y + 127.5`` lands within an ulp of a .5 tie
+(about 2 in a million random values; the reference computes ``(y + 1) * 127.5``); uint8 round trips
+are exact. The rest is numpy.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from deblur.train.errors import InputError
 
-_TO_UNIT = 1 / 127.5
+_U8_TO_UNIT = (np.arange(256, dtype=np.float32) * np.float32(1 / 127.5) - np.float32(1.0)).reshape(1, 256)  # as prepost
 _SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0, np.dtype(np.float64): 1.0}
 
 
@@ -81,7 +81,7 @@ def preprocess(frame: np.ndarray, multiple: int, min_size: int = 0, rgb: bool = 
         planes = cv2.split(img)[:3]
         x = np.empty((1, 3, h + ph, w + pw), np.float32)
         for c, plane in enumerate(planes if rgb else planes[::-1]):  # one pass per plane: u8 in, f32 [-1, 1] out
-            cv2.addWeighted(plane, _TO_UNIT, plane, 0.0, -1.0, dst=x[0, c], dtype=cv2.CV_32F)
+            cv2.LUT(plane, _U8_TO_UNIT, dst=x[0, c])
         return x, info
     img = frame.reshape(h, w, -1)[..., :3].astype(np.float32) * np.float32(1.0 / _SCALE[frame.dtype])
     if frame.dtype.kind == "f":

@@ -92,6 +92,19 @@ def test_prepost_round_trip_property(h, w, channels, dtype, rgb, seed):
         np.testing.assert_array_equal(out, frame)
 
 
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(1, 1100), w=st.integers(1, 1100), channels=st.sampled_from([3, 4]), rgb=st.booleans(),
+       multiple=st.sampled_from([4, 8]), seed=st.integers(0, 2**16))
+def test_uint8_fast_path_is_the_reference_bit_for_bit(h, w, channels, rgb, multiple, seed):
+    """Camera frames take the OpenCV path; its tensor is the numpy reference's (which the CUDA kernels match)."""
+    from deblur.runtime.prepost import to_tensor
+
+    frame = np.random.default_rng(seed).integers(0, 256, (h, w, channels), dtype=np.uint8)
+    x, _ = preprocess(frame, multiple, 2 * multiple, rgb)
+    ref = to_tensor(np.ascontiguousarray(frame[..., :3] if rgb else frame[..., 2::-1]), multiple, 2 * multiple)
+    assert x.shape == ref.shape and np.array_equal(x.view(np.uint32), ref.view(np.uint32))
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(h=st.integers(1, 300), w=st.integers(1, 300), channels=st.sampled_from([1, 3, 4]),
        dtype=st.sampled_from([np.uint8, np.uint16]))

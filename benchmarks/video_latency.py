@@ -13,44 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
-import time
 from typing import Any
 
 import numpy as np
 
 from deblur.runtime import Deblurrer
-from deblur.video.latency import latency_report
-from deblur.video.pipeline import Pipeline, PipelineOptions, Sinks
-from deblur.video.readers import ReaderOptions
-from deblur.video.source import SourceOptions, VideoSource
-from deblur.video.uri import DEMO_CLIP, parse_source
-
-
-def model_rate(deblur: Deblurrer, frame: np.ndarray, calls: int = 8) -> float:
-    """Frames per second of ``deblur`` alone (pre + infer + post) on ``frame``."""
-    deblur(frame)
-    ms = []
-    for _ in range(calls):
-        t = time.perf_counter()
-        deblur(frame)
-        ms.append(time.perf_counter() - t)
-    return 1.0 / float(np.median(ms))
-
-
-def run_policy(deblur: Deblurrer, policy: str, fps: float, size: tuple[int, int], seconds: float) -> Pipeline:
-    """The pipeline on a synthetic live source for ``seconds``, headless, no recording."""
-    uri = parse_source(f"synthetic://{DEMO_CLIP}?fps={fps:.3f}")
-    source = VideoSource(uri, SourceOptions(ReaderOptions(width=size[0], height=size[1]), live_policy=policy))
-    stop = threading.Event()
-    pipe = Pipeline(source, deblur, Sinks(), PipelineOptions(stats_every=0, drain_s=0.5), stop)
-    timer = threading.Timer(seconds, stop.set)
-    timer.start()
-    try:
-        pipe.run()
-    finally:
-        timer.cancel()
-    return pipe
+from deblur.video.latency import latency_report, model_rate, run_live
+from deblur.video.uri import DEMO_CLIP
 
 
 def measure(model: str, size: tuple[int, int], seconds: float, window: float, threads: int | None = None) -> dict[str, Any]:
@@ -65,7 +34,7 @@ def measure(model: str, size: tuple[int, int], seconds: float, window: float, th
         rate = model_rate(deblur, frame)
         out["model_fps"], out["source_fps"] = rate, 2 * rate
         for policy in ("newest", "fifo"):
-            pipe = run_policy(deblur, policy, 2 * rate, size, seconds)
+            pipe = run_live(deblur, policy, 2 * rate, size, seconds)
             rep = latency_report(pipe.stats, window, 2 * rate)
             out[policy] = {**rep.to_dict(), "dropped": pipe.source.dropped, "read": pipe.source.delivered,
                            "out": pipe.stats.frames_out}

@@ -7,6 +7,9 @@ fail (the negative control), or the check proves nothing.
 """
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,3 +56,36 @@ def latency_report(stats: PipelineStats, window_s: float, source_fps: float) -> 
     infer = list(stats.samples["infer"])
     return LatencyReport(float(np.percentile(first, 99)), float(np.percentile(last, 99)),
                          float(np.percentile(infer, 99)), 1e3 / source_fps, len(first), len(last))
+
+
+def model_rate(deblur: Callable[[np.ndarray], np.ndarray], frame: np.ndarray, calls: int = 8) -> float:
+    """Frames per second of ``deblur`` alone (pre + infer + post) on ``frame``: median of ``calls``."""
+    deblur(frame)
+    s = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        deblur(frame)
+        s.append(time.perf_counter() - t)
+    return 1.0 / float(np.median(s))
+
+
+def run_live(deblur: Callable[[np.ndarray], np.ndarray], policy: str, fps: float, size: tuple[int, int],
+             seconds: float) -> Any:
+    """The real pipeline on a synthetic live source (the demo clip at ``fps``, ``size``) for ``seconds``,
+    headless, nothing recorded; ``policy`` newest or fifo. Returns the finished ``Pipeline``."""
+    from deblur.video.pipeline import Pipeline, PipelineOptions, Sinks
+    from deblur.video.readers import ReaderOptions
+    from deblur.video.source import SourceOptions, VideoSource
+    from deblur.video.uri import DEMO_CLIP, parse_source
+
+    uri = parse_source(f"synthetic://{DEMO_CLIP}?fps={fps:.3f}")
+    source = VideoSource(uri, SourceOptions(ReaderOptions(width=size[0], height=size[1]), live_policy=policy))
+    stop = threading.Event()
+    pipe = Pipeline(source, deblur, Sinks(), PipelineOptions(stats_every=0, drain_s=0.5), stop)
+    timer = threading.Timer(seconds, stop.set)
+    timer.start()
+    try:
+        pipe.run()
+    finally:
+        timer.cancel()
+    return pipe

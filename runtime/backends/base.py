@@ -31,8 +31,13 @@ class Backend(ABC):
         raise NotImplementedError(f"the {self.name} backend takes host arrays only")
 
     def last_cuda_ms(self) -> float | None:
-        """GPU time of the last forward from CUDA events (backends on a GPU), else None."""
-        return None
+        """GPU time of the last forward from the CUDA events a GPU backend records around it
+        (``self._events = (start, end)``; waits for the end event), else None."""
+        events = getattr(self, "_events", None)
+        if events is None:
+            return None
+        events[1].synchronize()
+        return float(events[0].elapsed_time(events[1]))
 
     def close(self) -> None:  # noqa: B027 - optional
         """Release sessions, contexts and device memory."""

@@ -93,13 +93,6 @@ class TensorRTBackend(Backend):
         torch.cuda.current_stream(self.device).wait_stream(self.stream)
         return out
 
-    def last_cuda_ms(self) -> float | None:
-        """The engine's own GPU time for the last call (CUDA events on its stream; waits for it)."""
-        events = getattr(self, "_events", None)
-        if events is None:
-            return None
-        events[1].synchronize()
-        return float(events[0].elapsed_time(events[1]))
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         return self.infer_device(self._torch.from_numpy(x)).cpu().numpy()

@@ -35,14 +35,6 @@ class TorchBackend(Backend):
             self._events = (start, end)
             return y
 
-    def last_cuda_ms(self) -> float | None:
-        """GPU time of the last forward on CUDA (events on the current stream), else None."""
-        events = getattr(self, "_events", None)
-        if events is None:
-            return None
-        events[1].synchronize()
-        return float(events[0].elapsed_time(events[1]))
-
 
 def load(path: Path, device: str, **options) -> TorchBackend:
     return TorchBackend(path, device, threads=options.get("threads"), spec=options.get("spec"))

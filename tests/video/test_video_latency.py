@@ -2,50 +2,23 @@
 twice the model's rate through the real pipeline and the bundled model. Keep-newest passes; the FIFO,
 where every frame waits its turn, must fail, or the check proves nothing.
 
-The same steps as benchmarks/video_latency.py (model_rate, run_policy), repeated here because
-benchmarks/ is not a package.
+The same steps as benchmarks/video_latency.py (deblur.video.latency.model_rate and run_live).
 """
 from __future__ import annotations
 
-import threading
-import time
-
 import cv2
-import numpy as np
 import pytest
 
-from deblur.video.latency import latency_report
-from deblur.video.pipeline import Pipeline, PipelineOptions, Sinks
-from deblur.video.readers import ReaderOptions
-from deblur.video.source import SourceOptions, VideoSource
-from deblur.video.uri import DEMO_CLIP, parse_source
+from deblur.video.latency import latency_report, model_rate, run_live
+from deblur.video.uri import DEMO_CLIP
 
 SIZE = (320, 180)
 SECONDS, WINDOW = 8.0, 2.5
 
 
-def model_rate(deblur, frame: np.ndarray, calls: int = 8) -> float:
-    deblur(frame)
-    ms = []
-    for _ in range(calls):
-        t = time.perf_counter()
-        deblur(frame)
-        ms.append(time.perf_counter() - t)
-    return 1.0 / float(np.median(ms))
-
-
-def run_policy(deblur, policy: str, fps: float, seconds: float) -> Pipeline:
-    uri = parse_source(f"synthetic://{DEMO_CLIP}?fps={fps:.3f}")
-    source = VideoSource(uri, SourceOptions(ReaderOptions(width=SIZE[0], height=SIZE[1]), live_policy=policy))
-    stop = threading.Event()
-    pipe = Pipeline(source, deblur, Sinks(), PipelineOptions(stats_every=0, drain_s=0.5), stop)
-    timer = threading.Timer(seconds, stop.set)
-    timer.start()
-    try:
-        ended = pipe.run()
-    finally:
-        timer.cancel()
-    assert ended == "stopped"
+def run_policy(deblur, policy: str, fps: float, seconds: float):
+    pipe = run_live(deblur, policy, fps, SIZE, seconds)
+    assert pipe.ended == "stopped"
     return pipe
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from deblur.runtime import Deblurrer
 from deblur.runtime.frames import preprocess
-from deblur.runtime.ort_options import default_threads
+from deblur.runtime.ort_options import threads_per_worker
 from deblur.video.pipeline import Pipeline, PipelineOptions, Sinks
 from deblur.video.recorder import Recorder
 from deblur.video.source import VideoSource
@@ -78,7 +78,7 @@ def main() -> int:
     results = []
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         deblur = stack.enter_context(Deblurrer(a.model, threads=a.threads))
-        per = max(1, (a.threads or default_threads()) // a.workers) if a.workers > 1 else a.threads
+        per = threads_per_worker(a.workers, a.threads)
         workers = [stack.enter_context(Deblurrer(a.model, threads=per)) for _ in range(a.workers)]
         for _ in range(a.passes):  # interleaved, so background load hits both alike
             m_fps, m_p99 = model_fps(deblur, frame, a.runs)
@@ -86,8 +86,8 @@ def main() -> int:
             results.append({"model_fps": m_fps, "model_p99_ms": m_p99, "pipeline_fps": p_fps, "ratio": p_fps / m_fps, **detail})
     h, w = frame.shape[:2]
     print(f"{a.model} ({deblur.spec.get('name')}, {deblur.backend_name}) on {a.clip.name}, {w}x{h}, recording {a.codec} MKV; "
-          f"model alone with {deblur.backend.session.get_session_options().intra_op_num_threads} thread(s), pipeline with "
-          f"{a.workers} inference thread(s)\n")
+          f"model alone with {a.threads or 'the default'} thread(s) (as deblur-bench), pipeline with {a.workers} inference "
+          f"thread(s) of {per or 'the default'} thread(s) each (as deblur-video --workers auto for files)\n")
     print("| pass | model alone FPS (p50) | pipeline FPS | ratio | frames |\n|---:|---:|---:|---:|---:|")
     for i, r in enumerate(results, 1):
         print(f"| {i} | {r['model_fps']:.1f} | {r['pipeline_fps']:.1f} | {r['ratio']:.1%} | {r['frames']} |")

@@ -2,29 +2,27 @@
 
     python docs/bundle_default.py --ckpt runs/default/g.pth
 
-Writes ``train/models/default.safetensors`` (the EMA generator's weights and spec) and
-``train/models/default.onnx`` (the ONNX export with the CPU graph rewrites of
-``export/onnx_optimize.py``, since the bundled ONNX is what ONNX Runtime runs on the CPU), after
-checking the ONNX against PyTorch on the parity photos (the export gate's FP32 bar). Both files are
-written atomically. For TensorRT, export from the ``.safetensors`` with ``deblur-export``: the
-rewrites only help ONNX Runtime's CPU provider.
+Builds ``default.safetensors`` (the EMA generator's weights and spec) and ``default.onnx`` (the
+ONNX export with the CPU graph rewrites, since the bundled ONNX is what ONNX Runtime runs on the
+CPU) in a temp folder, runs the export's FP32 parity gate on the parity photos (ONNX Runtime
+against PyTorch), and only then moves both into ``train/models/``. For TensorRT, export from the
+``.safetensors`` with ``deblur-export``: the rewrites only help ONNX Runtime's CPU provider.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import onnx
-
-from deblur.export.onnx_export import contract, export_onnx
-from deblur.export.onnx_optimize import optimize
+from deblur.export.onnx_export import contract, export_cpu_onnx
+from deblur.export.parity import compare
 from deblur.export.pipeline import load_parity_images
 from deblur.runtime import Deblurrer
+from deblur.runtime.frames import preprocess
+from deblur.runtime.prepost import to_float_image
 from deblur.train.checkpoint import load_generator, save_generator
-from deblur.train.fileio import atomic_write_bytes
 from deblur.train.zoo import MODELS_DIR
 
 
@@ -34,36 +32,30 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=MODELS_DIR)
     a = ap.parse_args()
     model, weights = load_generator(a.ckpt)
-    spec = weights.spec
-    st = a.out / "default.safetensors"
-    save_generator(st, model, spec, {"source": Path(a.ckpt).name})
-    with tempfile.TemporaryDirectory() as tmp:
-        plain = Path(tmp) / "default.onnx"
+    a.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=a.out, prefix=".bundle-") as tmp:
+        st, onnx_path = Path(tmp) / "default.safetensors", Path(tmp) / "default.onnx"
+        save_generator(st, model, weights.spec, {"source": Path(a.ckpt).name})
         sha = hashlib.sha256(st.read_bytes()).hexdigest()
-        export_onnx(model, plain, metadata=contract(spec, None, {"checkpoint": st.name, "checkpoint_sha256": sha,
-                                                                 "layout": weights.layout}, 17))
-        fast = Path(tmp) / "default_cpu.onnx"
-        onnx.save(optimize(onnx.load(str(plain))), str(fast))
-        worst = 0.0
-        with Deblurrer(st, backend="torch") as ref, Deblurrer(fast) as ort:
+        export_cpu_onnx(model, onnx_path, metadata=contract(weights.spec, None, {
+            "checkpoint": "default.safetensors", "checkpoint_sha256": sha, "layout": weights.layout}, 17))
+        failures = []
+        with Deblurrer(st, backend="torch") as ref, Deblurrer(onnx_path) as ort:
             for name, rgb in load_parity_images(None):
-                x = _x(rgb, ref)
-                d = float(np.abs((ref.backend.infer(x) - ort.backend.infer(x)) / 2).max())  # in [0, 1] units
-                worst = max(worst, d)
-                print(f"parity {name}: max |d| {d:.2e}")
-        if worst > 1e-3:
-            raise SystemExit(f"ONNX (with rewrites) differs from PyTorch by {worst:.2e} > 1e-3: not bundled")
-        atomic_write_bytes(a.out / "default.onnx", fast.read_bytes())
-    for p in (st, a.out / "default.onnx"):
+                x = preprocess(rgb, ref.backend.multiple, ref.backend.min_size, rgb=True)[0]
+                h, w = rgb.shape[:2]
+                r = compare(name, to_float_image(ref.backend.infer(x), h, w), to_float_image(ort.backend.infer(x), h, w), "fp32")
+                print(f"parity {name}: max |d| {r.max:.2e}, {'pass' if not r.failures else 'FAIL: ' + '; '.join(r.failures)}")
+                failures += r.failures
+        if failures:
+            raise SystemExit("the ONNX export failed the FP32 parity gate: nothing bundled")
+        for p in (st, onnx_path):
+            os.replace(p, a.out / p.name)
+    for p in (a.out / "default.safetensors", a.out / "default.onnx"):
         print(f"wrote {p} ({p.stat().st_size / 1e3:.0f} kB, sha256 {hashlib.sha256(p.read_bytes()).hexdigest()[:16]})")
-    print(f"spec {spec.name}: ngf {spec.ngf}, {spec.n_blocks} blocks, {spec.n_downsampling} downsamplings")
+    s = weights.spec
+    print(f"spec {s.name}: ngf {s.ngf}, {s.n_blocks} blocks, {s.n_downsampling} downsamplings")
     return 0
-
-
-def _x(rgb: np.ndarray, d: Deblurrer) -> np.ndarray:
-    from deblur.runtime.frames import preprocess
-
-    return preprocess(rgb, d.backend.multiple, d.backend.min_size, rgb=True)[0]
 
 
 if __name__ == "__main__":

@@ -101,6 +101,18 @@ def export_onnx(
     return path
 
 
+def export_cpu_onnx(model: Generator, path: str | Path, *, metadata: dict[str, Any], opset: int = DEFAULT_OPSET) -> Path:
+    """The ONNX file ONNX Runtime runs on a CPU: the export, then the exact graph rewrites of
+    ``onnx_optimize`` (not for TensorRT, which builds from the plain export)."""
+    import onnx
+
+    from deblur.export.onnx_optimize import optimize
+
+    path = export_onnx(model, path, metadata=metadata, opset=opset)
+    onnx.save(optimize(onnx.load(str(path))), str(path))
+    return path
+
+
 def check(path: str | Path) -> None:
     """``onnx.checker`` full check (with shape inference); a failure is an ExportError."""
     import onnx

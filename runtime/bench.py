@@ -252,17 +252,13 @@ def make_backends(src: ModelSource, names: Sequence[str], device: str, threads: 
 
 def _export_temp_onnx(generator: Any, src: ModelSource, stack: ExitStack) -> Path:
     """Export (and apply the CPU graph rewrites) into a temp folder removed when the run ends."""
-    import onnx
-
-    from deblur.export.onnx_export import contract, export_onnx
-    from deblur.export.onnx_optimize import optimize
+    from deblur.export.onnx_export import contract, export_cpu_onnx
 
     folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="deblur-bench-")))
     path = folder / "model.onnx"
     t0 = time.perf_counter()
     meta = contract(generator.spec, None, {"checkpoint": str(src.checkpoint or f"untrained {src.untrained}")}, 17)
-    export_onnx(generator, path, metadata=meta)
-    onnx.save(optimize(onnx.load(str(path))), str(path))
+    export_cpu_onnx(generator, path, metadata=meta)
     log.info("%s: exported ONNX for onnxruntime in %.1f s (temporary)", PROG, time.perf_counter() - t0)
     return path
 

@@ -103,9 +103,9 @@ class Deblurrer:
         self._add_cuda_time()
         return out
 
-    def _add_cuda_time(self) -> None:
-        """``infer_cuda_ms``: the backend's CUDA-event time of the last forward, where it has one."""
-        cuda_ms = self.backend.last_cuda_ms()
+    def _add_cuda_time(self, wait: bool = True) -> None:
+        """``infer_cuda_ms``: the backend's CUDA-event time of this call's forwards, where it has one."""
+        cuda_ms = self.backend.last_cuda_ms(wait)
         if cuda_ms is not None:
             self.timings["infer_cuda_ms"] = cuda_ms
 
@@ -165,7 +165,7 @@ class Deblurrer:
             y = y.flip(0)
         out = y.permute(1, 2, 0).to(torch.uint8).contiguous()
         self.timings = {"pre_ms": (t1 - t0) * 1e3, "infer_ms": (t2 - t1) * 1e3, "post_ms": (time.perf_counter() - t2) * 1e3}
-        self._add_cuda_time()
+        self._add_cuda_time(wait=False)  # device frames stay asynchronous: no wait for the GPU here
         if not isinstance(frame, torch.Tensor) and type(frame).__module__.startswith("cupy"):
             import cupy
 

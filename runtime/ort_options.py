@@ -61,6 +61,13 @@ def default_threads() -> int:
     return max(1, min(n, MAX_THREADS))
 
 
+def threads_per_worker(workers: int, threads: int | None = None) -> int | None:
+    """CPU threads for each of ``workers`` models sharing this process's CPUs (None: one model, its default)."""
+    if workers <= 1:
+        return threads
+    return max(1, (threads or default_threads()) // workers)
+
+
 def session_options(threads: int | None = None, *, profile_prefix: str | None = None) -> Any:
     """``ort.SessionOptions`` for the generator on the CPU provider (see the module docstring).
 

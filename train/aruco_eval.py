@@ -124,7 +124,7 @@ def score(img_rgb: np.ndarray, scene: Scene) -> dict[str, int]:
 
 
 def load_photos(folders: Sequence[str | Path], limit: int | None, max_side: int = 640) -> list[tuple[str, np.ndarray]]:
-    """Photos of the folders in name order (short side kept, long side at most ``max_side`` px)."""
+    """Photos of the folders in name order, scaled down (aspect kept) so the long side is at most ``max_side`` px."""
     out = []
     for folder in folders:
         folder = Path(folder)

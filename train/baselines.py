@@ -104,10 +104,12 @@ METHODS = ("unsharp", "wiener", "richardson-lucy")
 
 def search(method: str, pairs: Sequence[Pair]) -> Baseline:
     """The setting of ``method`` with the best mean PSNR over ``pairs``."""
+    if not pairs:
+        raise InputError(f"no image pairs to tune the {method} baseline on", hint="pass a folder with readable pairs")
     best, best_score = None, -np.inf
     for cand in candidates(method):
         score = float(np.mean([psnr(cand.run(b), s) for b, s in pairs]))
-        if score > best_score:
+        if best is None or score > best_score:  # the first candidate wins ties and NaNs
             best, best_score = cand, score
     log.info("baseline %s: best setting %s (%.2f dB on %d search images)", method, best.label, best_score, len(pairs))
     return best

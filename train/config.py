@@ -178,7 +178,11 @@ def validate(cfg: TrainConfig) -> None:
         raise InputError(f"max_side ({cfg.max_side}) must be 0 or at least the crop ({cfg.crop})")
     if cfg.crop % 4:
         raise InputError(f"crop must be a multiple of 4, got {cfg.crop}")
-    if cfg.noise_read_max < 0 or cfg.noise_shot_max < 0 or not 0 <= cfg.jpeg_prob <= 1 or not 1 <= cfg.jpeg_min_quality <= 95:
-        raise InputError("noise_*_max must be >= 0, jpeg_prob in [0, 1] and jpeg_min_quality in [1, 95]")
+    from deblur.train.sensor import SensorParams
+
+    try:
+        SensorParams(cfg.noise_read_max, cfg.noise_shot_max, cfg.jpeg_prob, cfg.jpeg_min_quality)
+    except ValueError as e:
+        raise InputError(str(e), hint="noise_*_max >= 0, jpeg_prob in [0, 1], jpeg_min_quality in [1, 95]") from None
     if not 0 <= cfg.ema < 1:
         raise InputError(f"ema must be in [0, 1), got {cfg.ema}")

@@ -8,6 +8,7 @@ and passed over; only a dataset with nothing usable is an error.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import math
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ log = logging.getLogger("deblur")
 PathLike = str | Path
 Methods = Sequence[tuple[Any, ...]]  # (method, weight) or (method, weight, params)
 GOPRO_HINT = "expected <root>/<split>/<seq>/{blur,blur_gamma,sharp}/*.png"
+CACHE_BYTES = 512 * 2**20  # decoded photos kept per process (each DataLoader worker has its own)
 PAIRED_HINT = "expected <root>/blur/ and <root>/sharp/ holding images with matching names"
 
 
@@ -235,8 +237,8 @@ class SyntheticDataset(_Base):
     Fixed sets blur each file with ``rng_for(seed, name)``, the same every epoch. ``sensor`` adds
     camera noise and JPEG to the blurred crop only (``sensor.degrade``). ``max_side`` downscales
     larger photos on load (multi-megapixel wallpapers to camera-frame scale, where a crop holds
-    detail rather than one smooth patch); ``cache`` keeps decoded photos in memory per process
-    (decoding a 6 MP JPEG costs more than blurring a crop).
+    detail rather than one smooth patch); ``cache`` keeps up to ``CACHE_BYTES`` of decoded photos
+    per process, least recently used out (decoding a 6 MP JPEG costs more than blurring a crop).
     """
 
     def __init__(self, sharp_dirs: PathLike | Sequence[PathLike], crop: int | None = 256,
@@ -245,7 +247,8 @@ class SyntheticDataset(_Base):
                  sensor: SensorParams = SensorParams(), max_side: int | None = None, cache: bool = True):
         super().__init__(crop, flip, halve, seed, fixed)
         self.sensor, self.max_side, self.cache = sensor, max_side, cache
-        self._cache: dict[Path, np.ndarray] = {}
+        self._cache: collections.OrderedDict[Path, np.ndarray] = collections.OrderedDict()
+        self._cache_bytes = 0
         dirs = [Path(sharp_dirs)] if isinstance(sharp_dirs, (str, Path)) else [Path(d) for d in sharp_dirs]
         self.methods = [(m[0], float(m[1]), m[2] if len(m) > 2 else None) for m in methods]
         if not self.methods or any(m not in ("trajectory", "gopro") or w <= 0 for m, w, _ in self.methods):
@@ -266,13 +269,18 @@ class SyntheticDataset(_Base):
     def _photo(self, path: Path) -> np.ndarray | None:
         """The decoded photo (long side capped at ``max_side``), from this process's cache if ``cache``."""
         img = self._cache.get(path)
-        if img is None:
-            img = read_rgb(path)
-            if img is not None and self.max_side and max(img.shape[:2]) > self.max_side:
-                s = self.max_side / max(img.shape[:2])
-                img = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))), interpolation=cv2.INTER_AREA)
-            if img is not None and self.cache:
-                self._cache[path] = img
+        if img is not None:
+            self._cache.move_to_end(path)
+            return img
+        img = read_rgb(path)
+        if img is not None and self.max_side and max(img.shape[:2]) > self.max_side:
+            s = self.max_side / max(img.shape[:2])
+            img = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))), interpolation=cv2.INTER_AREA)
+        if img is not None and self.cache:
+            self._cache[path] = img
+            self._cache_bytes += img.nbytes
+            while self._cache_bytes > CACHE_BYTES and len(self._cache) > 1:  # least recently used out
+                self._cache_bytes -= self._cache.popitem(last=False)[1].nbytes
         return img
 
     def _load(self, index: int, rng: np.random.Generator) -> dict[str, Any] | None:

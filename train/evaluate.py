@@ -147,8 +147,8 @@ def evaluate_aruco(args: argparse.Namespace, spec) -> int:  # noqa: ANN001 - Mod
 
     if not args.photos:
         raise InputError("--task aruco needs --photos DIR (held-out sharp photos)", hint="e.g. --photos ../shared/data/sharp/kodak24")
-    if args.markers < 1:
-        raise InputError(f"--markers must be at least 1, got {args.markers}")
+    if not 1 <= args.markers <= 20:
+        raise InputError(f"--markers must be 1..20 per scene, got {args.markers}")
     photos = aruco_eval.load_photos(args.photos, args.limit)
     model, weights = load_generator(args.model, spec=spec, device=args.device)
     methods = {f"deblurred ({weights.path.name})": lambda img: deblur_rgb(model, img, args.device)}

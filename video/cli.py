@@ -9,23 +9,29 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deblur.train.cli import make_parser, run
 from deblur.train.errors import DeblurError, InputError
 from deblur.video.readers import ReaderOptions
-from deblur.video.recorder import CODECS
+from deblur.video.recorder import CODECS, check_target
 from deblur.video.uri import DEMO_CLIP, SourceURI, parse_source, redact
 from deblur.video.view import VIEWS
 
+if TYPE_CHECKING:
+    from deblur.video.pipeline import Sinks
+
 log = logging.getLogger("deblur")
 PROG = "deblur-video"
-BAD_FRAME_LIMIT = 0.5  # more undecodable than decodable frames: the file is broken, exit 1
+BAD_FRAME_LIMIT = 0.5
+STOP_BUDGET_S = 2.8  # a signal to exit: at most this long, whatever a driver is blocked in  # more undecodable than decodable frames: the file is broken, exit 1
 
 EXAMPLES = """examples:
   deblur-video --demo --headless --output-save demo.mkv      # the bundled clip, bundled model, CPU
@@ -35,12 +41,6 @@ EXAMPLES = """examples:
   deblur-video --input clip.mp4 --output-save out.mkv --save-view side-by-side --stats-json stats.json
   deblur-video --input csi://0 --model g_fp16.engine --device cuda:0      # Jetson CSI camera (GStreamer)
 """
-
-
-class SourceFailedError(DeblurError):
-    """A live source that could not be (re)connected: exit code 1, not 2 (the input was valid)."""
-
-    exit_code = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,10 +99,15 @@ def _check(args: argparse.Namespace) -> None:
         v = getattr(args, name)
         if v is not None and v < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
-    if args.open_timeout <= 0 or args.read_timeout <= 0 or args.stop_timeout <= 0:
-        raise InputError("--open-timeout, --read-timeout and --stop-timeout must be > 0")
-    from deblur.video.recorder import check_target
-
+    if args.open_timeout <= 0 or args.read_timeout <= 0 or args.stop_timeout <= 0 or args.reconnect_max_delay <= 0:
+        raise InputError("--open-timeout, --read-timeout, --stop-timeout and --reconnect-max-delay must be > 0")
+    if args.stats_every < 0 or args.reconnect_attempts < -1 or (args.input_rate is not None and args.input_rate <= 0):
+        raise InputError("--stats-every must be >= 0, --reconnect-attempts >= -1 (for ever) and --input-rate > 0")
+    if args.stats_json:
+        folder = Path(args.stats_json).resolve().parent
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("/"))
+        if not existing.is_dir() or not os.access(existing, os.W_OK):
+            raise InputError(f"cannot write the stats into {folder}", args.stats_json, hint="choose a writable folder")
     if args.output_save:
         check_target(args.output_save, args.output_codec)
     if args.output:
@@ -132,9 +137,9 @@ def _workers(args: argparse.Namespace, uri: SourceURI) -> int:
 def _models(args: argparse.Namespace, workers: int, stack: ExitStack) -> list[Any]:
     """One Deblurrer per inference thread, the CPU's threads shared between them."""
     from deblur.runtime import Deblurrer
-    from deblur.runtime.ort_options import default_threads
+    from deblur.runtime.ort_options import threads_per_worker
 
-    threads = args.threads or (max(1, default_threads() // workers) if workers > 1 else None)
+    threads = args.threads or threads_per_worker(workers)
     models = [stack.enter_context(Deblurrer(args.model, device=args.device, backend=args.backend, threads=threads,
                                             tile=_tile(args.tile))) for _ in range(workers)]
     d = models[0]
@@ -143,7 +148,7 @@ def _models(args: argparse.Namespace, workers: int, stack: ExitStack) -> list[An
     return models
 
 
-def _sinks(args: argparse.Namespace) -> Any:
+def _sinks(args: argparse.Namespace) -> Sinks:
     from deblur.video.pipeline import Sinks
     from deblur.video.recorder import Recorder
 
@@ -156,10 +161,15 @@ def _sinks(args: argparse.Namespace) -> Any:
         from deblur.video.view import Window, window_unavailable
 
         why = window_unavailable()
+        if why is None:
+            import cv2
+
+            try:
+                sinks.window = Window()
+            except cv2.error as e:  # DISPLAY set, but no server answers
+                why = f"OpenCV cannot open a window ({str(e).strip().splitlines()[-1][:120]})"
         if why:
             log.warning("no window: %s; continuing headless (pass --headless to skip this check)", why)
-        else:
-            sinks.window = Window()
     return sinks
 
 
@@ -180,16 +190,27 @@ def _main(args: argparse.Namespace) -> int:
         pipe = Pipeline(source, models, _sinks(args),
                         PipelineOptions(args.view, args.save_view, args.max_frames, args.stats_every, args.stop_timeout,
                                         f"{PROG} | {models[0].spec.get('name')} {models[0].backend_name}"), stop)
+        error: DeblurError | None = None
         try:
-            ended = pipe.run()
-            code = _report(args, pipe, uri, ended)
-        finally:
-            # A capture thread inside a blocking open or read must reach its deadline before the
-            # interpreter shuts down around it: a daemon thread coming back from FFmpeg during
-            # finalisation crashes the process (SIGSEGV instead of the exit code).
-            source.stop(join=max(args.open_timeout, args.read_timeout) + 1.0)
-        if signals.exit_code is not None:
-            return signals.exit_code
+            code = _report(args, pipe, uri, pipe.run())
+        except DeblurError as e:
+            error, code = e, e.exit_code
+        # A capture thread inside a blocking open or read must not be running when the interpreter
+        # shuts down (a daemon thread coming back from FFmpeg during finalisation crashes the
+        # process). Wait for it, but after a signal only within the 3 s stop budget; past that,
+        # leave the models to the threads still using them and exit without finalisation.
+        wait = (signals.t_signal + STOP_BUDGET_S - time.monotonic()) if signals.t_signal else args.open_timeout + args.read_timeout + 1
+        source.stop(join=max(0.05, wait))
+        code = signals.exit_code if signals.exit_code is not None else code
+        if source.alive or pipe.alive:
+            stack.pop_all()
+            if error is not None:
+                print(f"{PROG}: error: {error.line()}", file=sys.stderr)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        if error is not None and signals.exit_code is None:
+            raise error
     return code
 
 
@@ -209,8 +230,10 @@ def _report(args: argparse.Namespace, pipe: Any, uri: SourceURI, ended: str) -> 
         data.update(source=redact(str(uri)), source_info=source.info, ended=ended, model=str(args.model))
         atomic_write_text(args.stats_json, json.dumps(data, indent=2) + "\n")
     if source.error is not None:
-        raise source.error if isinstance(source.error, InputError) else DeblurError(source.error.message, hint=source.error.hint)
+        raise source.error
     if ended == "failed":
+        from deblur.video.source import SourceFailedError
+
         raise SourceFailedError(f"source {redact(str(uri))} failed: {redact(source.reason)}",
                           hint="check the camera or stream; --reconnect-attempts -1 retries for ever")
     total = counters["read"] + counters["skipped"]

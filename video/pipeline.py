@@ -93,6 +93,11 @@ class Pipeline:
         self._t0: float | None = None  # time stamp origin for the recording
         self._pts0: float | None = None
 
+    @property
+    def alive(self) -> bool:
+        """An inference thread is still running (a model call that has not returned)."""
+        return any(t.is_alive() for t in self._threads)
+
     # ------------------------------------------------------------------------- infer threads
     def _next_frame(self) -> tuple[int, Frame] | None:
         """(sequence number, frame), or None when this worker should end (source ended, stop, max_frames)."""
@@ -154,9 +159,9 @@ class Pipeline:
             h, w = r.frame.image.shape[:2]
             factor = 2 if self.options.save_view == "side-by-side" else 1
             fps = self.source.info.get("fps")
-            sinks.recorders = [make((w * factor, h), fps) for make in sinks.make_recorders]
-            for rec in sinks.recorders:
-                log.info("recording: %s", rec.describe)
+            for make in sinks.make_recorders:  # one at a time: if one fails, those opened are still closed
+                sinks.recorders.append(make((w * factor, h), fps))
+                log.info("recording: %s", sinks.recorders[-1].describe)
         if sinks.recorders:
             img = compose(r.frame.image, r.sharp, self.options.save_view)
             t = self._timestamp(r.frame)

@@ -42,6 +42,12 @@ class DeviceGone(DeblurError):
     """The camera device is not there: reported as FAILED, never retried by index (VI-6)."""
 
 
+class DeviceLost(DeviceGone):
+    """The camera went away while streaming (unplugged): the input was valid, so exit code 1."""
+
+    exit_code = 1
+
+
 @dataclass(frozen=True)
 class ReaderOptions:
     """What the user asked of the source; cameras get it requested, others resized to it."""
@@ -247,7 +253,7 @@ class CvCaptureReader:
         if ok and img is not None:
             return img, None
         if self.uri.kind != "csi" and not Path(self.uri.location).exists():
-            raise DeviceGone(f"camera {self.uri.location} is gone (unplugged?)", hint="plug it in and start again")
+            raise DeviceLost(f"camera {self.uri.location} is gone (unplugged?)", hint="plug it in and start again")
         if time.monotonic() - t0 >= self.opts.read_timeout * 0.9:
             raise StreamTimeout(f"no frame within {self.opts.read_timeout:g} s")
         raise StreamLost("the camera returned no frame")
@@ -272,6 +278,7 @@ class ImageFolderReader:
 
         self.uri, self.skipped = uri, 0
         self.paths = list_images(uri.location)
+        self._next = 0
         if not self.paths:
             raise InputError("no images in the folder", uri.location, hint="put .png/.jpg files there, or pass a video")
         self.fps = float(opts.rate or 10.0)
@@ -286,8 +293,9 @@ class ImageFolderReader:
         self._index = 0
 
     def _load_next(self) -> np.ndarray | None:
-        while self.paths:
-            path = self.paths.pop(0)
+        while self._next < len(self.paths):
+            path = self.paths[self._next]
+            self._next += 1
             img = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if img is None:
                 self.skipped += 1

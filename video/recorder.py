@@ -74,6 +74,9 @@ def check_target(target: str | Path, codec: str) -> None:
         if not existing.is_dir() or not os.access(existing, os.W_OK):
             raise InputError(f"cannot write the recording into {folder}", target, hint="choose a writable folder for --output-save")
     if importlib.util.find_spec("av") is None:
+        if "://" in target or codec == "h264" or not target.endswith((".mkv", ".avi")):
+            raise InputError(f"recording {codec} to {Path(target).suffix or 'a stream'} needs PyAV",
+                             hint="pip install 'deblur-edge[video]', or use --output-codec mjpg/ffv1 with a .mkv file")
         return
     import io
 
@@ -107,7 +110,7 @@ class Recorder:
                 raise InputError(f"cannot create the folder for the recording ({e.strerror})", self.target,
                                  hint="choose a writable folder for --output-save") from None
         if importlib.util.find_spec("av") is None:
-            self._open_opencv(network)
+            self._open_opencv()
             return
         import av
 
@@ -142,10 +145,8 @@ class Recorder:
         self.describe = (f"PyAV {av.__version__}: {CODECS[codec]} {self.stream.pix_fmt} {w}x{h} @ {self.fps:g} fps, "
                          f"{fmt} ({', '.join(f'{k}={v}' for k, v in options.items()) or 'defaults'}) -> {redact(self.target)}")
 
-    def _open_opencv(self, network: bool) -> None:
-        if network or self.codec == "h264" or not self.target.endswith((".mkv", ".avi")):
-            raise InputError(f"recording {self.codec} to {Path(self.target).suffix or 'a stream'} needs PyAV",
-                             hint="pip install 'deblur-edge[video]', or use --output-codec mjpg/ffv1 with a .mkv file")
+    def _open_opencv(self) -> None:
+        check_target(self.target, self.codec)
         fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.codec == "mjpg" else "FFV1"))
         self._cv = cv2.VideoWriter(self.target, cv2.CAP_FFMPEG, fourcc, self.fps, self.size)
         if not self._cv.isOpened():

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from types import FrameType
 
 log = logging.getLogger("deblur")
@@ -20,6 +21,7 @@ class StopOnSignal:
     def __init__(self, stop: threading.Event, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)):
         self.stop, self.signals = stop, signals
         self.signum: int | None = None
+        self.t_signal: float | None = None  # time.monotonic() of the first signal
         self._previous: dict[int, object] = {}
 
     @property
@@ -31,7 +33,7 @@ class StopOnSignal:
             sys.stderr.write(f"deblur-video: second {signal.Signals(signum).name}: exiting now\n")
             sys.stderr.flush()
             os._exit(128 + self.signum)
-        self.signum = signum
+        self.signum, self.t_signal = signum, time.monotonic()
         self.stop.set()
         log.warning("%s: stopping (finishing the frames in flight and the recording); send it again to exit at once",
                     signal.Signals(signum).name)

@@ -63,6 +63,12 @@ def backoff_delay(attempt: int, start: float, cap: float, rng: random.Random) ->
     return min(cap, start * 2 ** max(0, attempt - 1)) * rng.uniform(0.8, 1.2)
 
 
+class SourceFailedError(DeblurError):
+    """A source that could not be (re)connected or broke for good: exit code 1 (the input was valid)."""
+
+    exit_code = 1
+
+
 class SourceEnded(Exception):
     """The source will deliver no more frames; ``state`` says why (EOS or FAILED)."""
 
@@ -105,6 +111,11 @@ class VideoSource:
             self._thread.join(join)
 
     @property
+    def alive(self) -> bool:
+        """The capture thread is still running (e.g. inside an open that has not reached its deadline)."""
+        return self._thread.is_alive()
+
+    @property
     def dropped(self) -> int:
         return self.queue.dropped
 
@@ -139,7 +150,7 @@ class VideoSource:
             self.error = e
             self._set(State.FAILED, e.line())
         except Exception as e:  # noqa: BLE001 - a capture thread must end in a state, never silently
-            self.error = DeblurError(f"capture failed: {type(e).__name__}: {redact(str(e))}")
+            self.error = SourceFailedError(f"capture failed: {type(e).__name__}: {redact(str(e))}")
             self._set(State.FAILED, self.error.message)
         finally:
             self.queue.close()
@@ -175,6 +186,9 @@ class VideoSource:
             self._reader = None
             reader.close()
             if why is None or self._stop.is_set():  # stopped, or a file ended
+                return
+            if not self.uri.live:  # reopening a file would start it again from frame 0
+                self._set(State.FAILED, why)
                 return
             if self.delivered > before:  # this connection worked: the next outage starts from the first step
                 attempt = 0

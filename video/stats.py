@@ -9,6 +9,7 @@ time so windows of a run can be compared (the latency benchmark).
 from __future__ import annotations
 
 import collections
+import itertools
 import math
 import threading
 import time
@@ -50,7 +51,10 @@ class PipelineStats:
     def fps(self, since: float | None = None) -> float:
         """Output frames per second over the run (or since ``since``), first frame excluded."""
         with self._lock:
-            times = [t for t in self.out_times if since is None or t >= since]
+            if since is None:
+                times = list(self.out_times)
+            else:  # newest first, stopping at ``since``: cheap every frame, however long the run
+                times = list(itertools.takewhile(lambda t: t >= since, reversed(self.out_times)))[::-1]
         if len(times) < 2 or times[-1] <= times[0]:
             return 0.0
         return (len(times) - 1) / (times[-1] - times[0])

@@ -30,14 +30,28 @@ class Backend(ABC):
         """Device-resident input and output (torch CUDA tensors); backends that can, override."""
         raise NotImplementedError(f"the {self.name} backend takes host arrays only")
 
-    def last_cuda_ms(self) -> float | None:
-        """GPU time of the last forward from the CUDA events a GPU backend records around it
-        (``self._events = (start, end)``; waits for the end event), else None."""
-        events = getattr(self, "_events", None)
-        if events is None:
+    def _record_cuda(self, start, end) -> None:  # noqa: ANN001 - torch.cuda.Event pair
+        """Keep the CUDA events around one forward (every tile of a frame); the oldest go past 256."""
+        events = self._cuda_events()
+        events.append((start, end))
+        del events[:-256]
+
+    def _cuda_events(self) -> list:
+        return self.__dict__.setdefault("_events", [])
+
+    def last_cuda_ms(self, wait: bool = True) -> float | None:
+        """GPU time of the forwards since the last call (all tiles of a frame), from their CUDA events,
+        else None. ``wait=False`` never blocks: None unless the GPU has already finished them."""
+        events = self._cuda_events()
+        if not events:
             return None
-        events[1].synchronize()
-        return float(events[0].elapsed_time(events[1]))
+        if not wait and not events[-1][1].query():
+            events.clear()
+            return None
+        events[-1][1].synchronize()
+        total = sum(float(s.elapsed_time(e)) for s, e in events)
+        events.clear()
+        return total
 
     def close(self) -> None:  # noqa: B027 - optional
         """Release sessions, contexts and device memory."""

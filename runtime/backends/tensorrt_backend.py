@@ -89,7 +89,7 @@ class TensorRTBackend(Backend):
         if not self.context.execute_async_v3(self.stream.cuda_stream):
             raise EngineLoadError("TensorRT execute_async_v3 failed", self.path)
         end.record(self.stream)
-        self._events = (start, end)
+        self._record_cuda(start, end)
         torch.cuda.current_stream(self.device).wait_stream(self.stream)
         return out
 

@@ -32,7 +32,7 @@ class TorchBackend(Backend):
             start.record()
             y = self.model(x)
             end.record()
-            self._events = (start, end)
+            self._record_cuda(start, end)
             return y
 
 

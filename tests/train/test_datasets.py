@@ -316,3 +316,21 @@ def test_max_side_downscales_big_photos_and_the_cache_serves_repeats(tmp_path):
     assert ds[0]["blur"].shape == (3, 64, 64)
     uncached = SyntheticDataset(tmp_path, crop=64, seed=0, cache=False)
     assert uncached._photo(tmp_path / "big.png").shape == (900, 1600, 3) and not uncached._cache
+
+
+def test_photo_cache_is_bounded_least_recently_used_out(tmp_path, monkeypatch):
+    import cv2
+
+    from deblur.train import datasets
+
+    for i in range(4):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((100, 100, 3), i * 40, np.uint8))
+    monkeypatch.setattr(datasets, "CACHE_BYTES", 2 * 100 * 100 * 3)  # room for two photos
+    ds = SyntheticDataset(tmp_path, crop=32, seed=0)
+    paths = [tmp_path / f"{i}.png" for i in range(4)]
+    for p in paths[:3]:
+        ds._photo(p)
+    assert list(ds._cache) == paths[1:3] and ds._cache_bytes == 2 * 30000
+    ds._photo(paths[1])  # a hit moves it to the young end
+    ds._photo(paths[3])
+    assert list(ds._cache) == [paths[1], paths[3]]

@@ -192,6 +192,12 @@ class PyAVReader:
         self.container.close()
 
 
+def _deadlines(opts: ReaderOptions) -> list[int]:
+    """OpenCV's open/read timeouts (V4L2 and GStreamer backends honour them; a watchdog in the
+    source reports a read that blocks past its deadline anyway)."""
+    return [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(opts.open_timeout * 1000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(opts.read_timeout * 1000)]
+
+
 def _fourcc_text(value: float) -> str:
     v = int(value)
     return "".join(chr((v >> (8 * i)) & 0xFF) for i in range(4)).strip("\x00") or "?"
@@ -207,14 +213,12 @@ class CvCaptureReader:
                 raise InputError("csi:// needs OpenCV built with GStreamer, and this OpenCV has none (the pip wheels do not)",
                                  hint="on Jetson use JetPack's OpenCV (apt install python3-opencv) in the environment")
             self.pipeline = csi_pipeline(int(uri.location), opts)
-            self.cap = cv2.VideoCapture(self.pipeline, cv2.CAP_GSTREAMER)
+            self.cap = cv2.VideoCapture(self.pipeline, cv2.CAP_GSTREAMER, _deadlines(opts))
             self.describe = f"OpenCV GStreamer: {self.pipeline}"
         else:
             if not Path(uri.location).exists():
                 raise DeviceGone(f"no camera at {uri.location}", hint="list cameras with v4l2-ctl --list-devices, or pass --input FILE / --demo")
-            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(opts.open_timeout * 1000),
-                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(opts.read_timeout * 1000)]
-            self.cap = cv2.VideoCapture(uri.location, cv2.CAP_V4L2, params)
+            self.cap = cv2.VideoCapture(uri.location, cv2.CAP_V4L2, _deadlines(opts))
             self.pipeline = ""
         if not self.cap.isOpened():
             self.cap.release()

@@ -31,7 +31,7 @@ import onnxruntime as ort
 import torch
 
 from deblur.export.onnx_export import contract, export_onnx
-from deblur.export.onnx_optimize import optimize
+from deblur.runtime.onnx_optimize import optimize
 from deblur.runtime.ort_options import default_threads, session_options
 from deblur.train.networks import Generator
 from deblur.train.specs import get_spec

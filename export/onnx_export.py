@@ -106,7 +106,7 @@ def export_cpu_onnx(model: Generator, path: str | Path, *, metadata: dict[str, A
     ``onnx_optimize`` (not for TensorRT, which builds from the plain export)."""
     import onnx
 
-    from deblur.export.onnx_optimize import optimize
+    from deblur.runtime.onnx_optimize import optimize
 
     path = export_onnx(model, path, metadata=metadata, opset=opset)
     onnx.save(optimize(onnx.load(str(path))), str(path))

@@ -195,6 +195,7 @@ def export(opts: ExportOptions) -> ExportResult:
 def _export(opts, source, workdir, tmp, profile, static_hw, engine_reason, images) -> ExportResult:
     from deblur.export import runners as R
     from deblur.export.onnx_export import contract, export_onnx, read_metadata, read_props
+    from deblur.runtime.onnx_optimize import cpu_rewritten
 
     result = ExportResult()
     model = weights = None
@@ -260,6 +261,10 @@ def _export(opts, source, workdir, tmp, profile, static_hw, engine_reason, image
         cands = []
         if opts.onnx is None or model is not None:
             cands.append((fp32.name, "onnxruntime-cpu", "fp16" if is_fp16_source else "fp32", R.ort_runner(fp32), False))
+            rewritten = cpu_rewritten(fp32)  # what Deblurrer runs on a CPU: gate it too
+            if rewritten is not None:
+                cands.append((f"{fp32.name} + CPU rewrites ({', '.join(rewritten[1])})", "onnxruntime-cpu", "fp32",
+                              R.ort_runner(rewritten[0]), False))
         if fp16_graph:
             cands.append((f"{stem}_fp16.onnx", "onnxruntime-cpu", "fp16", R.ort_runner(tmp / f"{stem}_fp16.onnx"), False))
         if engine_info is not None:

@@ -160,29 +160,24 @@ def _torch_backend(model: Any, device: str) -> BenchBackend:
 
 
 def _ort_backend(path: Path, device: str, threads: int | None) -> BenchBackend:
-    from deblur.runtime.ort_options import contract as read_contract
-    from deblur.runtime.ort_options import session
-
+    """The runtime's own ONNX backend (the session ``Deblurrer`` runs, CPU rewrites included)."""
     import onnxruntime as ort
 
-    cuda = device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers()
-    sess = session(path, device if cuda else "cpu", threads)  # no CUDA provider: the CPU, as noted in the table
-    used = sess.get_providers()[0].replace("ExecutionProvider", "").lower()
-    contract = read_contract(sess, path)
-    spec = {**contract["spec"], "pad_multiple": contract["pad_multiple"], "min_size": contract.get("min_size")}
-    rewrites = contract.get("graph_rewrites")
+    from deblur.runtime.backends.onnx_backend import OnnxBackend
 
-    def infer(x: np.ndarray) -> np.ndarray:
-        return sess.run(["output"], {"input": x})[0]
+    cuda = device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers()
+    backend = OnnxBackend(path, device if cuda else "cpu", threads)  # no CUDA provider: the CPU, as noted in the table
+    sess = backend.session
+    used = sess.get_providers()[0].replace("ExecutionProvider", "").lower()
 
     def prepare(x: np.ndarray) -> Step:
         feed = {"input": np.ascontiguousarray(x, dtype=np.float32)}
         return lambda: sess.run(["output"], feed)
 
     note = f"{path.name}, {used}, {sess.get_session_options().intra_op_num_threads} threads"
-    if rewrites:
-        note += f", rewrites: {'+'.join(rewrites)}"
-    return BenchBackend("onnxruntime", infer, prepare, note=note, spec=spec)
+    if backend.rewrites:
+        note += f", rewrites: {'+'.join(backend.rewrites)}"
+    return BenchBackend("onnxruntime", backend.infer, prepare, note=note, spec=dict(backend.spec), close=backend.close)
 
 
 def _trt_backend(engine: Path) -> BenchBackend:

@@ -4,7 +4,7 @@ Measured on the 2-core AVX2 CPU (AMD EPYC, ORT 1.32, torch 2.13), batch 1, FP32,
 and ORT in the same run (interleaved blocks), with a training job and compiles running beside it
 (load 3.6-4.8 on 2 cores; the benchmark's process group ran at autogroup nice -10). "plain" is the
 old plain ``ort.SessionOptions`` (full optimisation) on a plain export; "tuned" is these options on a graph from
-``export.onnx_optimize.optimize``:
+``runtime.onnx_optimize.optimize``:
 
 ===============  ==========  =======  =======  =======  ========================================
 spec, size        torch eager  plain    tuned    tuned/   note

@@ -50,6 +50,7 @@ def test_export_end_to_end(exported, capsys):
     assert report["passed"] is True and report["engine_skipped"]
     arts = {a["artifact"]: a for a in report["artifacts"]}
     assert arts["g.onnx"]["passed"] and arts["g_fp16.onnx"]["passed"]
+    assert arts["g.onnx + CPU rewrites (phase_tail)"]["passed"]  # what Deblurrer runs on a CPU is gated too
     assert any("half() proxy" in k for k in arts)
     sizes = {r["size"] for r in arts["g.onnx"]["images"]}
     assert {"319x241", "47x33"} <= sizes  # odd sizes are padded and cropped

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from deblur.export.onnx_export import METADATA_KEY, contract, export_onnx
-from deblur.export.onnx_optimize import (
+from deblur.runtime.onnx_optimize import (
     METADATA_KEY as OPT_METADATA_KEY,
     optimize,
     phase_conv_weight,

@@ -76,7 +76,7 @@ def main() -> None:
         for ckpt in args.ckpt:
             work = Path(tmp) / f"w-{len(list(Path(tmp).iterdir()))}"
             print(run(Path(ckpt) if ckpt != "default" else ckpt, f"{ckpt} (trained)", work), flush=True)
-        for name in args.specs.split(","):
+        for name in filter(None, args.specs.split(",")):
             torch.manual_seed(0)
             g = Generator(get_spec(name))
             with torch.no_grad():

@@ -194,6 +194,7 @@ class Trainer:
                 log.warning("skipping damaged checkpoint: %s", e)
                 continue
             self.load_state(s)
+            self._truncate_metrics()
             log.info("resumed from %s at step %d (world size %d -> %d)", path, self.step, s.get("world_size", 1), self.world.size)
             return True
         return False
@@ -380,6 +381,26 @@ class Trainer:
             for k, v in vals.items():
                 self._writer.add_scalar(f"loss/{k}", v, self.step)
             self._writer.add_scalar("lr", lr, self.step)
+
+    def _truncate_metrics(self) -> None:
+        """Drop rows logged after the resumed checkpoint: they are replayed, and curves must not double."""
+        path = self.out / "metrics.jsonl"
+        if not (self.world.is_main and path.is_file()):
+            return
+        from deblur.train.fileio import atomic_write_text
+
+        lines = path.read_text().splitlines()
+        kept = []
+        for line in lines:
+            try:
+                if json.loads(line).get("step", 0) > self.step:
+                    continue
+            except ValueError:  # a half-written last line from a killed run
+                continue
+            kept.append(line)
+        if len(kept) != len(lines):
+            atomic_write_text(path, "".join(k + "\n" for k in kept))
+            log.info("metrics.jsonl: dropped %d rows after step %d", len(lines) - len(kept), self.step)
 
     def _append_metrics(self, row: dict[str, Any]) -> None:
         if self.world.is_main:

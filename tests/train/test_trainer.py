@@ -124,6 +124,9 @@ def test_resume_is_exact(tmp_path, photos):
     cut = _cfg(tmp_path / "b", photos, steps=2 * n)
     r = Trainer(cut, _InterruptAt(train_set, n)).fit()  # SIGINT during step n: finish it, save, stop
     assert r.interrupted and r.step == n
+    metrics = tmp_path / "b" / "run" / "metrics.jsonl"
+    with open(metrics, "a") as f:  # a run killed after its checkpoint logged more steps, the last one half-written
+        f.write(json.dumps({"step": n + 1, "loss/g_adv": 9.0}) + '\n{"step": ')
     r = Trainer(cut, train_set).fit(resume=True)
     assert r.step == 2 * n and not r.interrupted
     step_a, a = _final_weights(tmp_path / "a" / "run")
@@ -131,6 +134,9 @@ def test_resume_is_exact(tmp_path, photos):
     assert step_a == step_b == 2 * n
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    rows = [[json.loads(line) for line in open(d / "run" / "metrics.jsonl")] for d in (tmp_path / "a", tmp_path / "b")]
+    assert [r["step"] for r in rows[1]] == [r["step"] for r in rows[0]]  # replayed steps are not logged twice
+    assert rows[1] == rows[0]
 
 
 class _NaNAt(torch.utils.data.Dataset):

@@ -182,7 +182,10 @@ def test_credentials_never_logged_through_an_outage(rtsp_server, spawn_cli, tmp_
     # (the RTSP stream time restarts with each connection)
     times = decode_times(out)
     steps = [b - a for a, b in zip(times, times[1:])]
-    assert min(steps) > 0.01, "frames squeezed together: stream time stamps from two connections mixed"
+    # mixed stream times would go backwards and be clamped to +1 ms steps by the recorder; a burst of
+    # frames right after the reconnect may legitimately be a few ms apart
+    assert min(steps) > 0.0015, "time stamps clamped: stream time stamps from two connections mixed"
+    assert 0.02 < sorted(steps)[len(steps) // 2] < 0.1  # capture times at the source's rate
     assert max(steps) >= 2.0  # the outage
     assert times[-1] >= (t_sig - t_streaming) - 2.0
     # the outage in the tool's own log: status lines, the STALLED line and one line per attempt

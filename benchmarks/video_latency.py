@@ -15,7 +15,6 @@ import argparse
 import json
 from typing import Any
 
-import numpy as np
 
 from deblur.runtime import Deblurrer
 from deblur.video.latency import latency_report, model_rate, run_live

@@ -23,8 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from deblur.runtime import Deblurrer
+from deblur.runtime.bench import stats, time_step
 from deblur.runtime.frames import preprocess
 from deblur.runtime.ort_options import threads_per_worker
+from deblur.train.fileio import atomic_write_text
 from deblur.video.pipeline import Pipeline, PipelineOptions, Sinks
 from deblur.video.recorder import Recorder
 from deblur.video.source import VideoSource
@@ -34,14 +36,8 @@ from deblur.video.uri import DEMO_CLIP, parse_source
 def model_fps(deblur: Deblurrer, frame: np.ndarray, runs: int, warmup: int = 3) -> tuple[float, float]:
     """(FPS, p99 ms) of the backend alone on one preprocessed frame, as deblur-bench measures it."""
     x, _ = preprocess(frame, deblur.backend.multiple, deblur.backend.min_size)
-    for _ in range(warmup):
-        deblur.backend.infer(x)
-    ms = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        deblur.backend.infer(x)
-        ms.append((time.perf_counter() - t) * 1e3)
-    return 1e3 / float(np.median(ms)), float(np.percentile(ms, 99))
+    s = stats(time_step(lambda: deblur.backend.infer(x), runs, warmup))
+    return s["fps"], s["p99_ms"]
 
 
 def pipeline_fps(deblur: list[Deblurrer], clip: Path, codec: str, out_dir: Path) -> tuple[float, dict]:
@@ -94,8 +90,7 @@ def main() -> int:
     med = float(np.median([r["ratio"] for r in results]))
     print(f"\nmedian ratio {med:.1%} (target >= 95%)")
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(results, f, indent=2)
+        atomic_write_text(a.json, json.dumps(results, indent=2) + "\n")
     return 0 if med >= 0.95 else 1
 
 

@@ -11,7 +11,6 @@ against PyTorch), and only then moves both into ``train/models/``. For TensorRT,
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -23,6 +22,7 @@ from deblur.runtime import Deblurrer
 from deblur.runtime.frames import preprocess
 from deblur.runtime.prepost import to_float_image
 from deblur.train.checkpoint import load_generator, save_generator
+from deblur.train.fileio import sha256_file
 from deblur.train.zoo import MODELS_DIR
 
 
@@ -36,7 +36,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(dir=a.out, prefix=".bundle-") as tmp:
         st, onnx_path = Path(tmp) / "default.safetensors", Path(tmp) / "default.onnx"
         save_generator(st, model, weights.spec, {"source": Path(a.ckpt).name})
-        sha = hashlib.sha256(st.read_bytes()).hexdigest()
+        sha = sha256_file(st)
         export_cpu_onnx(model, onnx_path, metadata=contract(weights.spec, None, {
             "checkpoint": "default.safetensors", "checkpoint_sha256": sha, "layout": weights.layout}, 17))
         failures = []
@@ -52,7 +52,7 @@ def main() -> int:
         for p in (st, onnx_path):
             os.replace(p, a.out / p.name)
     for p in (a.out / "default.safetensors", a.out / "default.onnx"):
-        print(f"wrote {p} ({p.stat().st_size / 1e3:.0f} kB, sha256 {hashlib.sha256(p.read_bytes()).hexdigest()[:16]})")
+        print(f"wrote {p} ({p.stat().st_size / 1e3:.0f} kB, sha256 {sha256_file(p)[:16]})")
     s = weights.spec
     print(f"spec {s.name}: ngf {s.ngf}, {s.n_blocks} blocks, {s.n_downsampling} downsamplings")
     return 0

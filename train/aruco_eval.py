@@ -27,7 +27,7 @@ import numpy as np
 
 from deblur.train.blur import TrajectoryParams, make_pair, rng_for
 from deblur.train.errors import InputError
-from deblur.train.images import list_images, read_rgb
+from deblur.train.images import fit_long_side, list_images, read_rgb, spread_evenly
 
 log = logging.getLogger("deblur")
 DICTIONARY = cv2.aruco.DICT_5X5_100
@@ -110,10 +110,14 @@ def detect(img_rgb: np.ndarray) -> tuple[list[tuple[int, np.ndarray]], list[np.n
     return found, [r.reshape(4, 2) for r in rejected]
 
 
+def near(quad: np.ndarray, m: Marker) -> bool:
+    """A quad found at marker ``m``'s place: centres within a quarter of its side."""
+    return bool(np.linalg.norm(quad.mean(axis=0) - m.centre) <= m.side / 4)
+
+
 def score(img_rgb: np.ndarray, scene: Scene) -> dict[str, int]:
     """Counts of markers detected and identified in ``img_rgb``, and false decodes."""
     found, rejected = detect(img_rgb)
-    near = lambda quad, m: np.linalg.norm(quad.mean(axis=0) - m.centre) <= m.side / 4  # noqa: E731
     detected = identified = 0
     for m in scene.markers:
         ok_id = any(i == m.id and near(q, m) for i, q in found)
@@ -135,16 +139,10 @@ def load_photos(folders: Sequence[str | Path], limit: int | None, max_side: int 
             if img is None:
                 log.warning("%s: unreadable, skipped", p)
                 continue
-            s = max_side / max(img.shape[:2])
-            if s < 1:
-                img = cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)), interpolation=cv2.INTER_AREA)
-            out.append((f"{folder.name}/{p.name}", img))
+            out.append((f"{folder.name}/{p.name}", fit_long_side(img, max_side)))
     if not out:
         raise InputError("no readable photos in " + ", ".join(map(str, folders)), hint="pass folders of .png/.jpg photos")
-    if limit is not None and limit < len(out):
-        keep = np.unique(np.linspace(0, len(out) - 1, limit).round().astype(int))
-        out = [out[i] for i in keep]
-    return out
+    return out if limit is None else [out[i] for i in spread_evenly(len(out), limit)]
 
 
 def run_benchmark(photos: Sequence[tuple[str, np.ndarray]], methods: dict[str, Callable[[np.ndarray], np.ndarray]],
@@ -176,7 +174,7 @@ def draw(img_rgb: np.ndarray, scene: Scene) -> np.ndarray:
     out = img_rgb.copy()
     found, _ = detect(img_rgb)
     for i, q in found:
-        ok = any(i == m.id and np.linalg.norm(q.mean(axis=0) - m.centre) <= m.side / 4 for m in scene.markers)
+        ok = any(i == m.id and near(q, m) for m in scene.markers)
         cv2.polylines(out, [q.astype(np.int32)], True, (0, 220, 0) if ok else (230, 0, 0), 2, cv2.LINE_AA)
         cv2.putText(out, str(i), tuple(int(v) for v in q[0]), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 220, 0) if ok else (230, 0, 0), 1)
     return out

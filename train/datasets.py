@@ -24,7 +24,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from deblur.train import blur as blurlib
 from deblur.train.sensor import SensorParams, degrade
 from deblur.train.errors import InputError
-from deblur.train.images import IMAGE_SUFFIXES, list_images, read_rgb
+from deblur.train.images import IMAGE_SUFFIXES, fit_long_side, list_images, read_rgb, spread_evenly
 
 log = logging.getLogger("deblur")
 PathLike = str | Path
@@ -150,8 +150,7 @@ class _Base(Dataset):
     def thin(self, limit: int | None) -> None:
         """Keep ``limit`` entries spread evenly over the list (GoPro's first N are one sequence)."""
         if limit is not None and limit < len(self.entries):
-            keep = np.unique(np.linspace(0, len(self.entries) - 1, max(1, limit)).round().astype(int))
-            self.entries = [self.entries[i] for i in keep]
+            self.entries = [self.entries[i] for i in spread_evenly(len(self.entries), limit)]
             self.length = None
 
 
@@ -273,9 +272,8 @@ class SyntheticDataset(_Base):
             self._cache.move_to_end(path)
             return img
         img = read_rgb(path)
-        if img is not None and self.max_side and max(img.shape[:2]) > self.max_side:
-            s = self.max_side / max(img.shape[:2])
-            img = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))), interpolation=cv2.INTER_AREA)
+        if img is not None and self.max_side:
+            img = fit_long_side(img, self.max_side)
         if img is not None and self.cache:
             self._cache[path] = img
             self._cache_bytes += img.nbytes

@@ -21,7 +21,7 @@ import numpy as np
 from deblur.train.cli import make_parser, run
 from deblur.train.errors import InputError
 from deblur.train.fileio import atomic_write_text
-from deblur.train.images import list_images, read_rgb, side_by_side, write_rgb
+from deblur.train.images import list_images, read_rgb, side_by_side, spread_evenly, write_rgb
 from deblur.train.metrics import psnr, ssim
 from deblur.train.specs import get_spec
 
@@ -187,8 +187,7 @@ def _search_baselines(pairs: list[tuple[Path, Path]], n: int = 8) -> list:
     """The best single setting of each classical method, searched on ``n`` pairs spread over the set."""
     from deblur.train.baselines import METHODS, search
 
-    pick = np.unique(np.linspace(0, len(pairs) - 1, min(n, len(pairs))).round().astype(int))
-    sample = [p for p in (_load_pair(*pairs[i]) for i in pick) if p is not None]
+    sample = [p for p in (_load_pair(*pairs[i]) for i in spread_evenly(len(pairs), n)) if p is not None]
     return [search(m, sample) for m in METHODS] if sample else []
 
 

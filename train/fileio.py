@@ -39,6 +39,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def can_create(path: str | Path) -> bool:
+    """Whether a file could be made at ``path`` (its nearest existing folder is writable): checked
+    before long work starts, so a bad output path fails at once rather than at the end."""
+    folder = Path(path).resolve().parent
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    return existing.is_dir() and os.access(existing, os.W_OK)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

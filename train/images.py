@@ -30,6 +30,22 @@ def read_rgb(path: str | Path) -> np.ndarray | None:
     return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+def fit_long_side(img: np.ndarray, max_side: int) -> np.ndarray:
+    """``img`` scaled down (aspect kept, INTER_AREA) so its long side is at most ``max_side`` px."""
+    s = max_side / max(img.shape[:2])
+    if s >= 1:
+        return img
+    return cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))), interpolation=cv2.INTER_AREA)
+
+
+def spread_evenly(n: int, k: int) -> list[int]:
+    """Indices of ``k`` of ``n`` items spread evenly from first to last (a sequence's first k are
+    often one scene or one sequence); all of them where ``k >= n``."""
+    if k >= n:
+        return list(range(n))
+    return np.unique(np.linspace(0, n - 1, max(1, k)).round().astype(int)).tolist()
+
+
 def write_rgb(path: str | Path, rgb: np.ndarray) -> None:
     """Write an RGB uint8 image atomically; the format follows the suffix."""
     path = Path(path)

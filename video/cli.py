@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from deblur.train.cli import make_parser, run
 from deblur.train.errors import DeblurError, InputError
+from deblur.train.fileio import can_create
 from deblur.video.readers import ReaderOptions
 from deblur.video.recorder import CODECS, check_target
 from deblur.video.uri import DEMO_CLIP, SourceURI, parse_source, redact
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("deblur")
 PROG = "deblur-video"
-BAD_FRAME_LIMIT = 0.5
-STOP_BUDGET_S = 2.8  # a signal to exit: at most this long, whatever a driver is blocked in  # more undecodable than decodable frames: the file is broken, exit 1
+BAD_FRAME_LIMIT = 0.5  # more undecodable than decodable frames: the file is broken, exit 1
+STOP_BUDGET_S = 2.8  # a signal to exit: at most this long, whatever a driver is blocked in
 
 EXAMPLES = """examples:
   deblur-video --demo --headless --output-save demo.mkv      # the bundled clip, bundled model, CPU
@@ -103,11 +104,9 @@ def _check(args: argparse.Namespace) -> None:
         raise InputError("--open-timeout, --read-timeout, --stop-timeout and --reconnect-max-delay must be > 0")
     if args.stats_every < 0 or args.reconnect_attempts < -1 or (args.input_rate is not None and args.input_rate <= 0):
         raise InputError("--stats-every must be >= 0, --reconnect-attempts >= -1 (for ever) and --input-rate > 0")
-    if args.stats_json:
-        folder = Path(args.stats_json).resolve().parent
-        existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("/"))
-        if not existing.is_dir() or not os.access(existing, os.W_OK):
-            raise InputError(f"cannot write the stats into {folder}", args.stats_json, hint="choose a writable folder")
+    if args.stats_json and not can_create(args.stats_json):
+        raise InputError(f"cannot write the stats into {Path(args.stats_json).resolve().parent}", args.stats_json,
+                         hint="choose a writable folder")
     if args.output_save:
         check_target(args.output_save, args.output_codec)
     if args.output:

@@ -8,7 +8,6 @@ fail (the negative control), or the check proves nothing.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -60,13 +59,9 @@ def latency_report(stats: PipelineStats, window_s: float, source_fps: float) -> 
 
 def model_rate(deblur: Callable[[np.ndarray], np.ndarray], frame: np.ndarray, calls: int = 8) -> float:
     """Frames per second of ``deblur`` alone (pre + infer + post) on ``frame``: median of ``calls``."""
-    deblur(frame)
-    s = []
-    for _ in range(calls):
-        t = time.perf_counter()
-        deblur(frame)
-        s.append(time.perf_counter() - t)
-    return 1.0 / float(np.median(s))
+    from deblur.runtime.bench import time_step
+
+    return 1e3 / float(np.median(time_step(lambda: deblur(frame), calls, warmup=1)))
 
 
 def run_live(deblur: Callable[[np.ndarray], np.ndarray], policy: str, fps: float, size: tuple[int, int],

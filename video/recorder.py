@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
 from deblur.train.errors import InputError
+from deblur.train.fileio import can_create
 from deblur.video.uri import redact
 
 log = logging.getLogger("deblur")
@@ -68,11 +67,9 @@ def check_target(target: str | Path, codec: str) -> None:
     if codec not in CODECS:
         raise InputError(f"unknown output codec {codec!r}", hint=f"choose one of {', '.join(CODECS)}")
     fmt, _ = _muxer(target)
-    if "://" not in target:
-        folder = Path(target).parent
-        existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
-        if not existing.is_dir() or not os.access(existing, os.W_OK):
-            raise InputError(f"cannot write the recording into {folder}", target, hint="choose a writable folder for --output-save")
+    if "://" not in target and not can_create(target):
+        raise InputError(f"cannot write the recording into {Path(target).parent}", target,
+                         hint="choose a writable folder for --output-save")
     if importlib.util.find_spec("av") is None:
         if "://" in target or codec == "h264" or not target.endswith((".mkv", ".avi")):
             raise InputError(f"recording {codec} to {Path(target).suffix or 'a stream'} needs PyAV",

@@ -25,10 +25,9 @@ class OnnxBackend(Backend):
         if importlib.util.find_spec("onnxruntime") is None:
             raise InputError("ONNX Runtime is not installed", path, hint="pip install onnxruntime (or onnxruntime-gpu)")
         rewritten = cpu_rewritten(self.path) if cpu_rewrites and not device.startswith("cuda") else None
-        self.rewrites: list[str] = rewritten[1] if rewritten else []
         self.session = session(rewritten[0] if rewritten else self.path, device, threads)
         meta = contract(self.session, self.path)
-        self.rewrites = list(meta.get("graph_rewrites", []))
+        self.rewrites: list[str] = list(meta.get("graph_rewrites", []))  # applied here or already in the file
         self.spec = {**meta["spec"], "pad_multiple": meta["pad_multiple"], "min_size": meta.get("min_size", 8)}
         self.static_hw = tuple(meta["static_hw"]) if meta.get("static_hw") else None
 

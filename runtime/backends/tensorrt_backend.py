@@ -93,7 +93,6 @@ class TensorRTBackend(Backend):
         torch.cuda.current_stream(self.device).wait_stream(self.stream)
         return out
 
-
     def infer(self, x: np.ndarray) -> np.ndarray:
         return self.infer_device(self._torch.from_numpy(x)).cpu().numpy()
 

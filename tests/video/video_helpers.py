@@ -178,6 +178,15 @@ class Proc:
         self.popen.send_signal(sig)
         return time.monotonic()
 
+    def stop_with(self, sig: int, code: int, within: float = 3.0, timeout: float = 10.0) -> float:
+        """Send ``sig``; the process must exit with ``code`` less than ``within`` s later. Returns when it was sent."""
+        t_sig = self.signal(sig)
+        rc = self.wait(timeout)
+        took = time.monotonic() - t_sig
+        assert rc == code, f"rc {rc}, expected {code}\n{self.text()}"
+        assert took < within, f"{signal.Signals(sig).name} took {took:.2f} s to end the run (limit {within} s)"
+        return t_sig
+
     def wait(self, timeout: float) -> int:
         """The exit code; a process still running after ``timeout`` fails the test (and is killed later)."""
         try:

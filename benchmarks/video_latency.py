@@ -17,6 +17,7 @@ from typing import Any
 
 
 from deblur.runtime import Deblurrer
+from deblur.train.fileio import atomic_write_text
 from deblur.video.latency import latency_report, model_rate, run_live
 from deblur.video.uri import DEMO_CLIP
 
@@ -66,8 +67,7 @@ def main() -> int:
     r = measure(a.model, (w, h), a.seconds, a.window, a.threads)
     print(table(r))
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(r, f, indent=2)
+        atomic_write_text(a.json, json.dumps(r, indent=2) + "\n")
     ok = r["newest"]["passed"] and not r["fifo"]["passed"]
     print(f"\nkeep-newest {'passes' if r['newest']['passed'] else 'FAILS'}; the FIFO negative control "
           f"{'fails, as it must' if not r['fifo']['passed'] else 'PASSES: the check cannot tell them apart'}")

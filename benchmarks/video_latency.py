@@ -15,7 +15,6 @@ import argparse
 import json
 from typing import Any
 
-
 from deblur.runtime import Deblurrer
 from deblur.train.fileio import atomic_write_text
 from deblur.video.latency import latency_report, model_rate, run_live

@@ -16,11 +16,9 @@ import tempfile
 from pathlib import Path
 
 from deblur.export.onnx_export import contract, export_cpu_onnx
-from deblur.export.parity import compare
-from deblur.export.pipeline import load_parity_images
-from deblur.runtime import Deblurrer
-from deblur.runtime.frames import preprocess
-from deblur.runtime.prepost import to_float_image
+from deblur.export.parity import first_failure, table
+from deblur.export.pipeline import load_parity_images, run_parity
+from deblur.export.runners import ort_runner, torch_runner
 from deblur.train.checkpoint import load_generator, save_generator
 from deblur.train.fileio import sha256_file
 from deblur.train.zoo import MODELS_DIR
@@ -39,16 +37,11 @@ def main() -> int:
         sha = sha256_file(st)
         export_cpu_onnx(model, onnx_path, metadata=contract(weights.spec, None, {
             "checkpoint": "default.safetensors", "checkpoint_sha256": sha, "layout": weights.layout}, 17))
-        failures = []
-        with Deblurrer(st, backend="torch") as ref, Deblurrer(onnx_path) as ort:
-            for name, rgb in load_parity_images(None):
-                x = preprocess(rgb, ref.backend.multiple, ref.backend.min_size, rgb=True)[0]
-                h, w = rgb.shape[:2]
-                r = compare(name, to_float_image(ref.backend.infer(x), h, w), to_float_image(ort.backend.infer(x), h, w), "fp32")
-                print(f"parity {name}: max |d| {r.max:.2e}, {'pass' if not r.failures else 'FAIL: ' + '; '.join(r.failures)}")
-                failures += r.failures
-        if failures:
-            raise SystemExit("the ONNX export failed the FP32 parity gate: nothing bundled")
+        results = run_parity(torch_runner(model), [("default.onnx", "onnxruntime-cpu", "fp32", ort_runner(onnx_path), False)],
+                             load_parity_images(None), weights.spec.pad_multiple, weights.spec.min_size)
+        print(table(results))
+        if (why := first_failure(results)) is not None:
+            raise SystemExit(f"the ONNX export failed the FP32 parity gate, nothing bundled: {why}")
         for p in (st, onnx_path):
             os.replace(p, a.out / p.name)
     for p in (a.out / "default.safetensors", a.out / "default.onnx"):

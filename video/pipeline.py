@@ -1,10 +1,11 @@
 """The real-time pipeline: capture thread -> deblur thread -> output stage, joined by bounded queues.
 
 Capture runs in ``VideoSource``'s thread (keep-newest for live sources, a bounded FIFO for files);
-the ``Deblurrer`` in its own thread (or several, each with its own model, output kept in order); the output stage (views, recording, window) in the calling
-thread, because GUI toolkits want the main thread and Python delivers signals there. The result
-queue holds two frames and blocks, so a slow encoder slows inference instead of piling up frames,
-and live sources then drop at the capture slot, the only place frames are ever dropped.
+the ``Deblurrer`` in its own thread (or several, each with its own model, output kept in order);
+the output stage (views, recording, window) in the calling thread, because GUI toolkits want the
+main thread and Python delivers signals there. The result queue holds two frames and blocks, so a
+slow encoder slows inference instead of piling up frames, and live sources then drop at the capture
+slot, the only place frames are ever dropped.
 
 Stopping (``stop`` set by a signal, the window, or ``max_frames``): capture stops at once, frames
 already captured are deblurred and written while ``drain_s`` lasts, then the recorder is closed.

@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from deblur.export.cli import main as export_main
+from deblur.runtime.spec import get_spec
 from deblur.train import cli
 from deblur.train.checkpoint import save_generator
 from deblur.train.networks import Generator
-from deblur.train.specs import get_spec
 
 
 class _Stages(logging.Handler):

@@ -30,18 +30,18 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from deblur.export.onnx_export import contract, export_onnx
+from deblur.export.onnx_export import export_onnx
 from deblur.runtime.onnx_optimize import optimize
 from deblur.runtime.ort_options import default_threads, session_options
+from deblur.runtime.spec import get_spec
 from deblur.train.networks import Generator
-from deblur.train.specs import get_spec
 
 Runner = Callable[[np.ndarray], np.ndarray]
 ALL = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
 
 
 def _opts(threads: int | None = None, level=ALL, config: dict[str, str] | None = None, arena: bool = True):
-    """The current ``export.runners.ort_session`` settings, with one thing changed at a time."""
+    """The current ``runtime.ort_options.session`` settings, with one thing changed at a time."""
     so = ort.SessionOptions()
     so.graph_optimization_level = level
     so.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
@@ -64,8 +64,6 @@ VARIANTS: dict[str, tuple[str, Callable[[], ort.SessionOptions]]] = {
     "opset18": ("o18", lambda: _opts()),
     "static-shape": ("static", lambda: _opts()),
     "rw-tail": ("tail", lambda: _opts()),
-    "rw-convt": ("convt", lambda: _opts()),
-    "rw-tail+convt": ("tail+convt", lambda: _opts()),
     "rw-phase": ("phase", lambda: _opts()),
     "recommended": ("phase", lambda: session_options()),
     "recommended-1thread": ("phase", lambda: session_options(1)),
@@ -91,11 +89,10 @@ def export_flavour(g: Generator, flavour: str, hw: tuple[int, int], folder: Path
     static = hw if flavour == "static" else None
     base = folder / f"{g.spec.name}_o{opset}{'_static' if static else ''}_{hw[0]}x{hw[1]}.plain.onnx"
     if not base.exists():
-        export_onnx(g, base, metadata=contract(g.spec, static, {"benchmark": "ort_tuning"}, opset), opset=opset, static_hw=static)
+        export_onnx(g, base, source={"benchmark": "ort_tuning"}, opset=opset, static_hw=static)
     if flavour in ("o17", "o18", "static"):
         return base
-    model = optimize(onnx.load(str(base)), phase_tail=flavour == "phase", subpixel_tail="tail" in flavour or flavour == "phase",
-                     subpixel_convtranspose="convt" in flavour)
+    model = optimize(onnx.load(str(base)), phase_tail=flavour == "phase", subpixel_tail="tail" in flavour or flavour == "phase")
     onnx.save(model, str(path))
     return path
 

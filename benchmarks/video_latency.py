@@ -3,7 +3,7 @@
 Measures the model's rate on the clip's frames first (median of a few calls), starts a synthetic
 live source (``synthetic://``) at twice that rate, runs the real pipeline headless for
 ``--seconds`` with each policy, and prints the p99 end-to-end latency of the first and last
-``--window`` seconds with the verdict (research/reliability.md VI-5). The FIFO run is the
+``--window`` seconds with the verdict. The FIFO run is the
 negative control: it must fail.
 
     python benchmarks/video_latency.py --seconds 60 --window 10
@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from deblur.runtime import Deblurrer
-from deblur.train.fileio import atomic_write_text
+from deblur.runtime.fileio import atomic_write_text
 from deblur.video.latency import latency_report, model_rate, run_live
 from deblur.video.uri import DEMO_CLIP
 

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from deblur.runtime import Deblurrer
-from deblur.runtime.bench import stats, time_step
+from deblur.runtime.fileio import atomic_write_text
 from deblur.runtime.frames import preprocess
 from deblur.runtime.ort_options import threads_per_worker
-from deblur.train.fileio import atomic_write_text
+from deblur.runtime.timing import stats, time_step
 from deblur.video.pipeline import Pipeline, PipelineOptions, Sinks
 from deblur.video.recorder import Recorder
 from deblur.video.source import VideoSource
@@ -81,7 +81,7 @@ def main() -> int:
             p_fps, detail = pipeline_fps(workers, a.clip, a.codec, Path(tmp))
             results.append({"model_fps": m_fps, "model_p99_ms": m_p99, "pipeline_fps": p_fps, "ratio": p_fps / m_fps, **detail})
     h, w = frame.shape[:2]
-    print(f"{a.model} ({deblur.spec.get('name')}, {deblur.backend_name}) on {a.clip.name}, {w}x{h}, recording {a.codec} MKV; "
+    print(f"{a.model} ({deblur.spec.name}, {deblur.backend_name}) on {a.clip.name}, {w}x{h}, recording {a.codec} MKV; "
           f"model alone with {a.threads or 'the default'} thread(s) (as deblur-bench), pipeline with {a.workers} inference "
           f"thread(s) of {per or 'the default'} thread(s) each (as deblur-video --workers auto for files)\n")
     print("| pass | model alone FPS (p50) | pipeline FPS | ratio | frames |\n|---:|---:|---:|---:|---:|")

@@ -5,7 +5,7 @@
 Builds ``default.safetensors`` (the EMA generator's weights and spec) and ``default.onnx`` (the
 ONNX export with the CPU graph rewrites, since the bundled ONNX is what ONNX Runtime runs on the
 CPU) in a temp folder, runs the export's FP32 parity gate on the parity photos (ONNX Runtime
-against PyTorch), and only then moves both into ``train/models/``. For TensorRT, export from the
+against PyTorch), and only then moves both into ``runtime/models/``. For TensorRT, export from the
 ``.safetensors`` with ``deblur-export``: the rewrites only help ONNX Runtime's CPU provider.
 """
 from __future__ import annotations
@@ -15,13 +15,14 @@ import os
 import tempfile
 from pathlib import Path
 
-from deblur.export.onnx_export import contract, export_cpu_onnx
+from deblur.export.onnx_export import export_cpu_onnx
 from deblur.export.parity import first_failure, table
-from deblur.export.pipeline import load_parity_images, run_parity
-from deblur.export.runners import ort_runner, torch_runner
+from deblur.export.pipeline import Candidate, load_parity_images, run_parity
+from deblur.runtime.backends.onnx_backend import OnnxBackend
+from deblur.runtime.backends.torch_backend import TorchBackend
+from deblur.runtime.fileio import sha256_file
+from deblur.runtime.zoo import MODELS_DIR
 from deblur.train.checkpoint import load_generator, save_generator
-from deblur.train.fileio import sha256_file
-from deblur.train.zoo import MODELS_DIR
 
 
 def main() -> int:
@@ -35,10 +36,10 @@ def main() -> int:
         st, onnx_path = Path(tmp) / "default.safetensors", Path(tmp) / "default.onnx"
         save_generator(st, model, weights.spec, {"source": Path(a.ckpt).name})
         sha = sha256_file(st)
-        export_cpu_onnx(model, onnx_path, metadata=contract(weights.spec, None, {
-            "checkpoint": "default.safetensors", "checkpoint_sha256": sha, "layout": weights.layout}, 17))
-        results = run_parity(torch_runner(model), [("default.onnx", "onnxruntime-cpu", "fp32", ort_runner(onnx_path), False)],
-                             load_parity_images(None), weights.spec.pad_multiple, weights.spec.min_size)
+        export_cpu_onnx(model, onnx_path, source={
+            "checkpoint": "default.safetensors", "checkpoint_sha256": sha, "layout": weights.layout})
+        gate = Candidate("default.onnx", OnnxBackend(onnx_path, cpu_rewrites=False), "fp32", "onnxruntime-cpu")
+        results = run_parity(TorchBackend(model), [gate], load_parity_images(None))
         print(table(results))
         if (why := first_failure(results)) is not None:
             raise SystemExit(f"the ONNX export failed the FP32 parity gate, nothing bundled: {why}")

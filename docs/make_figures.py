@@ -20,7 +20,8 @@ import cv2
 import numpy as np
 
 from deblur.runtime import Deblurrer
-from deblur.train.images import list_images, side_by_side, write_rgb
+from deblur.runtime.images import list_images
+from deblur.train.images import side_by_side, write_rgb
 
 CROPS = [("real_blurry/srn_deblur_testing_set/07.png", (150, 300, 360, 640)),
          ("real_blurry/debian-opencv-doc/licenseplate_motion.jpg", None)]
@@ -41,7 +42,7 @@ def before_after(deblur: Deblurrer, data: Path, out: Path) -> None:
             bgr = bgr[y : y + h, x : x + w]
         scale = 360 / bgr.shape[0]
         bgr = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else bgr
-        rows.append(side_by_side([bgr[..., ::-1], deblur(bgr)[..., ::-1]], ["real blurred photo", f"deblurred ({deblur.spec['name']})"]))
+        rows.append(side_by_side([bgr[..., ::-1], deblur(bgr)[..., ::-1]], ["real blurred photo", f"deblurred ({deblur.spec.name})"]))
     write_rgb(out, _pad_rows(rows))
     print(f"wrote {out}")
 

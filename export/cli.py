@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deblur.train.cli import make_parser, run
+from deblur.runtime.cli import make_parser, run
 
 EPILOG = """examples:
   deblur-export --ckpt runs/nano/g.pth --fp16                       # g.onnx, g_fp16.onnx (+ engine on a GPU with TensorRT)

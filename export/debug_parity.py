@@ -33,7 +33,7 @@ def _mark_all(path: Path, dst: Path) -> list[tuple[str, str, str]]:
 
 def first_divergence(candidate: Path, reference: Path, x: np.ndarray, rel_tol: float, workdir: Path) -> str:
     """One line naming the first diverging node, or saying that none did (the input or I/O differs)."""
-    from deblur.export.runners import ort_session
+    from deblur.runtime.ort_options import session as ort_session
 
     cand_all, ref_all = workdir / "debug_candidate.onnx", workdir / "debug_reference.onnx"
     order = _mark_all(candidate, cand_all)

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deblur.train.errors import DeblurError, InputError
-from deblur.train.fileio import atomic_path
+from deblur.runtime.errors import Fp16GraphError, InputError
+from deblur.runtime.fileio import atomic_path
 
 if TYPE_CHECKING:
     import onnx
@@ -36,10 +36,6 @@ DEFAULT_BLOCK_OPS = [
     "ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL1", "ReduceL2", "ReduceLogSumExp", "ReduceProd",
     "Pow", "Sqrt", "Reciprocal", "Div",
 ]  # fmt: skip
-
-
-class Fp16GraphError(DeblurError):
-    """The converted graph is not what the TensorRT build needs (wrong types, unrunnable)."""
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The parity gate: every artifact against the PyTorch FP32 reference, on real photos, in [0, 1].
 
-Thresholds (research/reliability.md section 5, DESIGN.md):
+Thresholds (from the survey of trusted exporters behind this project's design):
 - FP32 (ONNX Runtime): every element |d| <= 1e-4 + 1e-3 |ref|, and max |d| <= 1e-3;
 - FP16 (graph on ONNX Runtime, PyTorch half proxy, TensorRT engine): PSNR >= 50 dB per image,
   p99.9 |d| <= 2/255, max |d| <= 0.02;
@@ -12,10 +12,12 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from deblur.train.fileio import atomic_write_text
+from deblur.runtime.compare import psnr_from_mse
+from deblur.runtime.fileio import atomic_write_text
 
 FP32_ATOL, FP32_RTOL, FP32_MAX = 1e-4, 1e-3, 1e-3
 FP16_PSNR, FP16_P999, FP16_MAX = 50.0, 2 / 255, 0.02
@@ -58,7 +60,7 @@ def compare(name: str, ref: np.ndarray, out: np.ndarray, precision: str) -> Imag
     r = ImageResult(
         image=name, size=f"{ref.shape[1]}x{ref.shape[0]}", max=float(d.max()),
         mean=float(d[finite].mean()) if finite.any() else math.inf, p999=float(np.percentile(d, 99.9)),
-        psnr=math.inf if mse == 0 else 10 * math.log10(1.0 / mse), nonfinite=nonfinite, within_tol=over == 0,
+        psnr=psnr_from_mse(mse), nonfinite=nonfinite, within_tol=over == 0,
     )
     if nonfinite:
         r.failures.append(f"{nonfinite} NaN/Inf values")
@@ -75,6 +77,14 @@ def compare(name: str, ref: np.ndarray, out: np.ndarray, precision: str) -> Imag
         if r.max > FP16_MAX:
             r.failures.append(f"max |d| {r.max:.4f} > {FP16_MAX:g}")
     return r
+
+
+def summary(a: ArtifactResult) -> dict[str, Any]:
+    """One artifact's result in a line of JSON (the engine manifest keeps these)."""
+    finite = [r.psnr for r in a.images]
+    return {"artifact": a.artifact, "backend": a.backend, "precision": a.precision, "passed": a.passed,
+            "worst_psnr_db": min(finite) if finite and math.isfinite(min(finite)) else None,
+            "max_abs_diff": max((r.max for r in a.images), default=None)}
 
 
 def first_failure(results: list[ArtifactResult]) -> str | None:

@@ -1,38 +1,37 @@
 """The export pipeline: checkpoint -> ONNX -> FP16 graph -> TensorRT engine -> parity gate -> publish.
 
-Every artifact is written into a hidden temp folder inside ``workdir`` and renamed to its final
-name only after the parity gate passes, so an interrupted or failed export never leaves a file
-under a final name. One log line per stage, with its time and the artifact's size.
+Each stage is one function over an ``ExportRun``; every artifact is written into a hidden temp
+folder inside ``workdir`` and renamed to its final name only after the parity gate passes, so an
+interrupted or failed export never leaves a file under a final name. One log line per stage, with
+its time and the artifact's size. Every artifact is run through the runtime's own backends
+(``deblur.runtime.backends``): the gate checks exactly what ``Deblurrer`` will run.
 """
 from __future__ import annotations
 
 import contextlib
-from collections import Counter
 import logging
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from deblur.export import parity as P
-from deblur.train.errors import DeblurError, InputError
-from deblur.train.images import list_images, read_rgb
+from deblur.runtime.backends.base import Backend
+from deblur.runtime.contract import OnnxContract, is_fp16, read_onnx_props
+from deblur.runtime.errors import EngineRequiredError, InputError, ParityError
+from deblur.runtime.images import list_images, read_rgb
+from deblur.runtime.prepost import to_float_image, to_tensor
+from deblur.runtime.shapes import parse_hw, round_up
+from deblur.runtime.zoo import PARITY_IMAGES
 
 log = logging.getLogger("deblur")
-BUNDLED_PARITY = Path(__file__).resolve().parent / "parity_images"
 HALF_PROXY_CROP = 96  # the FP16 proxy computes convolutions in FP16 on the CPU: slow, so small crops
-
-
-class ParityError(DeblurError):
-    exit_code = 3
-
-
-class EngineRequiredError(DeblurError):
-    exit_code = 4
 
 
 @dataclass
@@ -61,31 +60,67 @@ class ExportResult:
     engine_skipped: str | None = None
 
 
+@dataclass
+class Candidate:
+    """One artifact the gate runs against the reference; ``gating=False`` is reported, never blocking."""
+
+    artifact: str
+    backend: Backend
+    precision: str  # fp32 | fp16
+    label: str  # backend and device, for the report
+    gating: bool = True
+    small_crops: bool = False  # centre crops only (the slow FP16 proxy)
+
+
+@dataclass
+class ExportRun:
+    """The state one export builds up, stage by stage."""
+
+    opts: ExportOptions
+    workdir: Path
+    tmp: Path
+    images: list[tuple[str, np.ndarray]]
+    engine_reason: str | None
+    model: Any = None  # the PyTorch generator, when a checkpoint was given
+    weights: Any = None
+    stem: str = ""
+    fp32: Path | None = None
+    contract: OnnxContract | None = None
+    source_fp16: bool = False  # the --onnx given is already the FP16 graph
+    fp16: Path | None = None
+    fp16_report: Any = None
+    profile: Any = None
+    static_hw: tuple[int, int] | None = None
+    engine: Path | None = None
+    engine_info: dict | None = None
+    staged: dict[str, Path] = field(default_factory=dict)  # final name -> temp path
+    result: ExportResult = field(default_factory=ExportResult)
+
+    @property
+    def precision(self) -> str:
+        return "fp16" if (self.fp16 or self.source_fp16) else "fp32"
+
+    @property
+    def engine_source(self) -> Path:
+        """The graph TensorRT builds from: the FP16 graph when there is one."""
+        return self.fp16 or self.fp32
+
+    def final(self, path: Path) -> Path:
+        """Where a staged file will be published (files given by the user stay where they are)."""
+        return self.workdir / path.name if path.parent == self.tmp else path
+
+
 @contextlib.contextmanager
 def stage(name: str) -> Iterator[dict]:
     """Times a stage and logs one line: ``NAME: what (1.2 s, 3.4 MB)``."""
     info: dict = {}
     t0 = time.perf_counter()
     yield info
-    size = f", {_mb(info['path'])}" if info.get("path") else ""
+    size = f", {info['path'].stat().st_size / 1e6:.1f} MB" if info.get("path") else ""
     log.info("%-9s %s (%.1f s%s)", name + ":", info.get("what", "done"), time.perf_counter() - t0, size)
 
 
-def _mb(path: Path) -> str:
-    return f"{path.stat().st_size / 1e6:.1f} MB"
-
-
-def parse_static(text: str) -> tuple[int, int]:
-    from deblur.export.tensorrt_build import round_shape
-
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise InputError(f"bad --static {text!r}", hint="write HxW, e.g. --static 720x1280") from None
-    (_, _, h2, w2), warning = round_shape((1, 3, h, w))
-    if warning:
-        log.warning("--static %s rounded up to %dx%d: H and W must be multiples of 4", text, h2, w2)
-    return h2, w2
+# ---------------------------------------------------------------------------------------- inputs
 
 
 def _check_workdir(folder: Path) -> None:
@@ -118,7 +153,7 @@ def check_external_data(onnx_path: Path) -> None:
 
 
 def load_parity_images(extra: Path | None) -> list[tuple[str, np.ndarray]]:
-    paths = list_images(BUNDLED_PARITY) + (list_images(extra) if extra else [])
+    paths = list_images(PARITY_IMAGES) + (list_images(extra) if extra else [])
     images = []
     for p in paths:
         rgb = read_rgb(p)
@@ -127,52 +162,206 @@ def load_parity_images(extra: Path | None) -> list[tuple[str, np.ndarray]]:
             continue
         images.append((p.name, rgb))
     if not images:
-        raise InputError("no parity images", extra or BUNDLED_PARITY, hint="pass --parity-images DIR with .png/.jpg photos")
+        raise InputError("no parity images", extra or PARITY_IMAGES, hint="pass --parity-images DIR with .png/.jpg photos")
     return images
 
 
-def _centre_crop(rgb: np.ndarray, size: int) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    ch, cw = min(h, size) // 4 * 4 or h, min(w, size) // 4 * 4 or w
-    y, x = (h - ch) // 2, (w - cw) // 2
-    return rgb[y : y + ch, x : x + cw]
+def _default_workdir(opts: ExportOptions) -> Path:
+    """Next to the source file (as Ultralytics does), except for the bundled model: the current folder."""
+    from deblur.runtime.zoo import BUNDLED
+
+    if opts.onnx is not None:
+        return opts.onnx.parent
+    return Path(".") if opts.ckpt in BUNDLED else Path(opts.ckpt).parent
 
 
-def run_parity(reference, candidates: list[tuple[str, str, str, object, bool]], images, multiple: int, min_size: int,
+# ---------------------------------------------------------------------------------------- stages
+
+
+def load_checkpoint(run: ExportRun) -> None:
+    if not run.opts.ckpt:
+        return
+    from deblur.train.checkpoint import load_generator
+    from deblur.train.networks import count_parameters
+
+    with stage("PyTorch") as s:
+        run.model, run.weights = load_generator(run.opts.ckpt, spec=run.opts.spec)
+        w = run.weights
+        s.update(what=f"loaded {w.path.name} ({w.spec.name}, {count_parameters(run.model):,} parameters, {w.layout})",
+                 path=w.path)
+
+
+def export_fp32(run: ExportRun) -> None:
+    """The FP32 ONNX: exported from the checkpoint, or the ``--onnx`` given."""
+    if run.opts.onnx is not None:
+        run.fp32 = run.opts.onnx
+        props = read_onnx_props(run.fp32)
+        run.contract, run.source_fp16 = OnnxContract.from_props(props, run.fp32), is_fp16(props)
+        return
+    from deblur.export.onnx_export import export_onnx
+
+    w, opset = run.weights, run.opts.opset
+    with stage("ONNX") as s:
+        path = run.tmp / f"{run.stem}.onnx"
+        export_onnx(run.model, path, source={"checkpoint": w.path.name, "checkpoint_sha256": w.sha256, "layout": w.layout},
+                    opset=opset, static_hw=run.static_hw)
+        run.fp32, run.staged[path.name] = path, path
+        run.contract = OnnxContract.from_props(read_onnx_props(path), path)
+        shape = f"static {run.static_hw[0]}x{run.static_hw[1]}" if run.static_hw else "dynamic N, H, W"
+        s.update(what=f"exported {path.name}, opset {opset}, {shape}, checker passed", path=path)
+
+
+def convert_fp16_graph(run: ExportRun) -> None:
+    if not run.opts.fp16 or run.source_fp16:
+        return
+    from deblur.export.fp16 import convert_fp16
+
+    with stage("FP16") as s:
+        path = run.tmp / f"{run.stem}_fp16.onnx"
+        report = convert_fp16(run.fp32, path, tool=run.opts.fp16_tool)
+        run.fp16, run.fp16_report, run.staged[path.name] = path, report, path
+        kept = Counter(n.rsplit("/", 1)[-1].rstrip("_0123456789") for n in report.fp32_nodes)
+        s.update(what=f"{path.name} with {run.opts.fp16_tool}: {report.fp16_nodes} FP16 nodes, "
+                      f"{', '.join(f'{v} {k}' for k, v in kept.items()) or 'no node'} kept FP32, FP32 I/O", path=path)
+
+
+def build_engine(run: ExportRun) -> None:
+    """The TensorRT engine and its manifest, both staged, so the gate loads it as the runtime will."""
+    from deblur.export import tensorrt_build as T
+    from deblur.runtime.contract import build_command
+
+    name = f"{run.stem}_fp16.engine" if run.precision == "fp16" else f"{run.stem}.engine"
+    if run.engine_reason:
+        run.result.engine_skipped = run.engine_reason
+        log.info("%-9s skipped: %s; on the target run: %s", "TensorRT:", run.engine_reason,
+                 build_command(run.final(run.engine_source), run.opts.fp16, run.profile))
+        return
+    with stage("TensorRT") as s:
+        path = run.tmp / name
+        run.engine_info = T.build_engine(run.engine_source, path, run.profile,
+                                         timing_cache=run.workdir / f"{run.stem}.timing.cache")
+        run.engine, run.staged[name] = path, path
+        _write_engine_manifest(run, [])
+        run.staged[name + ".json"] = run.tmp / (name + ".json")
+        s.update(what=f"built {name}, strongly typed, profile {run.profile}", path=path)
+
+
+def open_engine(path: Path, device: str) -> Backend:
+    """The runtime's TensorRT backend (manifest, profile and host-code checks included)."""
+    from deblur.runtime.backends.tensorrt_backend import TensorRTBackend
+
+    return TensorRTBackend(path, device)
+
+
+def candidates(run: ExportRun) -> tuple[Backend, str, list[Candidate]]:
+    """The reference and every artifact the gate runs, as the runtime's backends."""
+    from deblur.runtime.backends.onnx_backend import OnnxBackend
+    from deblur.runtime.backends.torch_backend import TorchBackend
+
+    if run.model is not None:
+        reference, ref_name = TorchBackend(run.model), "PyTorch FP32 (CPU)"
+    else:
+        reference, ref_name = OnnxBackend(run.fp32, cpu_rewrites=False), f"ONNX Runtime FP32 of {run.fp32.name} (no --ckpt given)"
+    out: list[Candidate] = []
+    if run.opts.onnx is None or run.model is not None:
+        plain = OnnxBackend(run.fp32, cpu_rewrites=False)
+        out.append(Candidate(run.fp32.name, plain, "fp16" if run.source_fp16 else "fp32", "onnxruntime-cpu"))
+        rewritten = OnnxBackend(run.fp32)  # what Deblurrer runs on a CPU: gate it too
+        if rewritten.rewrites and not plain.rewrites:
+            out.append(Candidate(f"{run.fp32.name} + CPU rewrites ({', '.join(rewritten.rewrites)})", rewritten, "fp32",
+                                 "onnxruntime-cpu"))
+    if run.fp16:
+        out.append(Candidate(run.fp16.name, OnnxBackend(run.fp16, cpu_rewrites=False), "fp16", "onnxruntime-cpu"))
+    if run.engine is not None:
+        out.append(Candidate(run.engine.name, open_engine(run.engine, run.opts.device), run.precision,
+                             f"tensorrt {run.engine_info.get('tensorrt_version', '')}"))
+    if run.opts.fp16 and run.model is not None:
+        from deblur.export.fp16 import half_reference
+
+        out.append(Candidate("PyTorch .half() proxy (reported, not gating)", TorchBackend(half_reference(run.model)), "fp16",
+                             "torch-cpu", gating=False, small_crops=True))
+    return reference, ref_name, out
+
+
+def run_parity(reference: Backend, cands: list[Candidate], images: list[tuple[str, np.ndarray]],
                static_hw: tuple[int, int] | None = None) -> list[P.ArtifactResult]:
-    """``candidates``: (artifact, backend, precision, runner, small_crops_only) against ``reference``.
+    """Every candidate against ``reference`` on every image, outputs compared in [0, 1].
 
     Static-shape models see each image centre-cropped to at most their size and padded up to it.
     """
-    from deblur.runtime.prepost import to_float_image, to_tensor
-
+    spec = reference.spec
     results = []
-    for artifact, backend, precision, runner, small in candidates:
-        res = P.ArtifactResult(artifact, precision, backend)
+    for c in cands:
+        res = P.ArtifactResult(c.artifact, c.precision, c.label)
         for name, rgb in images:
-            img = _centre_crop(rgb, HALF_PROXY_CROP) if small else rgb
-            if static_hw:
-                img = _centre_crop(img, min(static_hw)) if max(img.shape[:2]) > min(static_hw) else img
+            img = _centre_crop(rgb, HALF_PROXY_CROP, spec.pad_multiple) if c.small_crops else rgb
+            if static_hw and max(img.shape[:2]) > min(static_hw):
+                img = _centre_crop(img, min(static_hw), spec.pad_multiple)
             h, w = img.shape[:2]
-            x = to_tensor(img, multiple, min_size, size=static_hw)
-            ref = to_float_image(reference(x), h, w)
-            raw = runner(x)
+            x = to_tensor(img, spec.pad_multiple, spec.min_size, size=static_hw)
+            ref = to_float_image(reference.infer(x), h, w)
+            raw = c.backend.infer(x)
             out = to_float_image(np.where(np.isfinite(raw), raw, np.nan), h, w)  # Inf must not clip to 0/1
-            res.images.append(P.compare(name if not small else f"{name} (centre {w}x{h})", ref, out, precision))
+            res.images.append(P.compare(name if not c.small_crops else f"{name} (centre {w}x{h})", ref, out, c.precision))
         results.append(res)
     return results
 
 
+def _centre_crop(rgb: np.ndarray, size: int, multiple: int) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    ch, cw = min(h, size) // multiple * multiple or h, min(w, size) // multiple * multiple or w
+    y, x = (h - ch) // 2, (w - cw) // 2
+    return rgb[y : y + ch, x : x + cw]
+
+
+def gate(run: ExportRun) -> None:
+    """Run the parity gate and write its reports; raises ParityError (nothing published) on failure."""
+    with stage("Parity") as s:
+        reference, ref_name, cands = candidates(run)
+        try:
+            run.result.parity = run_parity(reference, cands, run.images, run.contract.static_hw)
+        finally:
+            for b in [reference, *(c.backend for c in cands)]:
+                b.close()
+        gating = [r for r, c in zip(run.result.parity, cands, strict=True) if c.gating]
+        s["what"] = f"{len(run.images)} images vs {ref_name}: " + ("passed" if all(a.passed for a in gating) else "FAILED")
+    opts = run.opts
+    header = {"checkpoint": str(opts.ckpt) if opts.ckpt else None, "onnx": str(opts.onnx) if opts.onnx else None,
+              "reference": ref_name, "spec": run.contract.spec.to_dict(), "engine_skipped": run.result.engine_skipped}
+    P.write_reports(run.result.parity, run.workdir, header)
+    failure = P.first_failure(gating)
+    if failure:
+        detail = _debug(run, any(a.artifact == getattr(run.engine, "name", None) and not a.passed for a in gating)) \
+            if opts.debug_parity else ""
+        raise ParityError(f"parity gate failed: {failure}{detail}", run.workdir / "parity.md",
+                          hint="nothing was published; see parity.md (rerun with --debug-parity to find the first diverging node)")
+
+
+def publish(run: ExportRun) -> None:
+    """Rename every staged file to its final name (the engine's manifest now with the gate's results)."""
+    with stage("Publish") as s:
+        if run.engine is not None:
+            _write_engine_manifest(run, run.result.parity)
+        for final, temp in run.staged.items():
+            temp.replace(run.workdir / final)
+            run.result.published[final] = run.workdir / final
+        s["what"] = ", ".join(run.result.published) or "nothing new (the source ONNX passed)"
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
 def export(opts: ExportOptions) -> ExportResult:
     """Run every stage; raises ParityError (exit 3) when the gate fails, with nothing published."""
-    from deblur.export.tensorrt_build import make_profile, tensorrt_unavailable_reason
+    from deblur.export.tensorrt_build import tensorrt_unavailable_reason
 
     if not opts.ckpt and not opts.onnx:
         raise InputError("nothing to export", hint="pass --ckpt CHECKPOINT (or --onnx MODEL.onnx to build an engine)")
-    static_hw = parse_static(opts.static) if opts.static else None
-    profile, warnings = make_profile(opts.min_shape, opts.opt_shape, opts.max_shape, static_hw=static_hw)
-    for w in warnings:
-        log.warning("%s", w)
+    # bad sizes fail before any work; they are rounded to the spec's multiple once the model is loaded
+    from deblur.export.tensorrt_build import make_profile
+
+    make_profile(opts.min_shape, opts.opt_shape, opts.max_shape, multiple=1,
+                 static_hw=parse_hw(opts.static, "--static") if opts.static else None)
     engine_reason = tensorrt_unavailable_reason()
     if opts.require_engine and engine_reason:
         raise EngineRequiredError(f"a TensorRT engine is required but cannot be built here: {engine_reason}",
@@ -181,176 +370,84 @@ def export(opts: ExportOptions) -> ExportResult:
         if not opts.onnx.is_file():
             raise InputError("ONNX model not found", opts.onnx, hint="check the path")
         check_external_data(opts.onnx)
-    source = Path(opts.ckpt) if opts.ckpt else opts.onnx
     workdir = opts.workdir or _default_workdir(opts)
     _check_workdir(workdir)
     images = load_parity_images(opts.parity_images)
     tmp = Path(tempfile.mkdtemp(prefix=".deblur-export-", dir=workdir))
+    run = ExportRun(opts, workdir, tmp, images, engine_reason)
     try:
-        return _export(opts, source, workdir, tmp, profile, static_hw, engine_reason, images)
+        load_checkpoint(run)
+        run.stem = (run.weights.path.stem if run.weights else opts.onnx.stem).removesuffix("_fp16")
+        _shapes(run, run.weights.spec if run.weights else None)
+        export_fp32(run)
+        if run.weights is None:
+            _shapes(run, run.contract.spec)
+        convert_fp16_graph(run)
+        build_engine(run)
+        gate(run)
+        publish(run)
+        return run.result
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _export(opts, source, workdir, tmp, profile, static_hw, engine_reason, images) -> ExportResult:
-    from deblur.export import runners as R
-    from deblur.export.onnx_export import contract, export_onnx, read_metadata, read_props
-    from deblur.runtime.onnx_optimize import cpu_rewritten
+def _shapes(run: ExportRun, spec: Any) -> None:
+    """The static size and engine profile, rounded to the spec's pad multiple (known once the model is)."""
+    if spec is None:
+        return
+    from deblur.export.tensorrt_build import make_profile
 
-    result = ExportResult()
-    model = weights = None
-    if opts.ckpt:
-        from deblur.train.checkpoint import load_generator
-        from deblur.train.networks import count_parameters
-
-        with stage("PyTorch") as s:
-            model, weights = load_generator(opts.ckpt, spec=opts.spec)
-            s["what"] = (f"loaded {weights.path.name} ({weights.spec.name}, {count_parameters(model):,} parameters, "
-                         f"{weights.layout})")
-            s["path"] = weights.path
-    stem = (weights.path.stem if weights else opts.onnx.stem).removesuffix("_fp16")
-    staged: dict[str, Path] = {}  # final name -> temp path
-    if opts.onnx is None:
-        with stage("ONNX") as s:
-            meta = contract(weights.spec, static_hw, {"checkpoint": weights.path.name, "checkpoint_sha256": weights.sha256,
-                                                      "layout": weights.layout}, opts.opset)
-            fp32 = export_onnx(model, tmp / f"{stem}.onnx", metadata=meta, opset=opts.opset, static_hw=static_hw)
-            staged[f"{stem}.onnx"] = fp32
-            s.update(what=f"exported {stem}.onnx, opset {opts.opset}, {'static ' + 'x'.join(map(str, static_hw)) if static_hw else 'dynamic N, H, W'}, checker passed", path=fp32)
-    else:
-        fp32 = opts.onnx
-    props = read_props(fp32)
-    meta = read_metadata(fp32, props)
-    spec_d = meta["spec"]
-    multiple, min_size = int(meta["pad_multiple"]), int(meta.get("min_size", 0))
-    fp16_graph = None
-    is_fp16_source = "deblur.fp16" in props
-    if opts.fp16 and not is_fp16_source:
-        from deblur.export.fp16 import convert_fp16
-
-        with stage("FP16") as s:
-            fp16_graph = convert_fp16(fp32, tmp / f"{stem}_fp16.onnx", tool=opts.fp16_tool)
-            staged[f"{stem}_fp16.onnx"] = tmp / f"{stem}_fp16.onnx"
-            kept = Counter(n.rsplit("/", 1)[-1].rstrip("_0123456789") for n in fp16_graph.fp32_nodes)
-            s.update(what=f"{stem}_fp16.onnx with {opts.fp16_tool}: {fp16_graph.fp16_nodes} FP16 nodes, "
-                          f"{', '.join(f'{v} {k}' for k, v in kept.items()) or 'no node'} kept FP32, FP32 I/O",
-                     path=tmp / f"{stem}_fp16.onnx")
-    engine_src = (tmp / f"{stem}_fp16.onnx") if fp16_graph else fp32
-    precision = "fp16" if (fp16_graph or is_fp16_source) else "fp32"
-    engine_name = f"{stem}_fp16.engine" if precision == "fp16" else f"{stem}.engine"
-    engine_info = None
-    if engine_reason:
-        from deblur.export.tensorrt_build import build_command
-
-        result.engine_skipped = engine_reason
-        log.info("%-9s skipped: %s; on the target run: %s", "TensorRT:", engine_reason,
-                 build_command(workdir / engine_src.name if engine_src.parent == tmp else engine_src, opts.fp16))
-    else:
-        from deblur.export.tensorrt_build import build_engine
-
-        with stage("TensorRT") as s:
-            engine_info = build_engine(engine_src, tmp / engine_name, profile, timing_cache=workdir / f"{stem}.timing.cache")
-            staged[engine_name] = tmp / engine_name
-            s.update(what=f"built {engine_name}, strongly typed, profile {profile}", path=tmp / engine_name)
-
-    with stage("Parity") as s:
-        if model is not None:
-            reference, ref_name = R.torch_runner(model), "PyTorch FP32 (CPU)"
-        else:
-            reference, ref_name = R.ort_runner(fp32), f"ONNX Runtime FP32 of {fp32.name} (no --ckpt given)"
-        cands = []
-        if opts.onnx is None or model is not None:
-            cands.append((fp32.name, "onnxruntime-cpu", "fp16" if is_fp16_source else "fp32", R.ort_runner(fp32), False))
-            rewritten = cpu_rewritten(fp32)  # what Deblurrer runs on a CPU: gate it too
-            if rewritten is not None:
-                cands.append((f"{fp32.name} + CPU rewrites ({', '.join(rewritten[1])})", "onnxruntime-cpu", "fp32",
-                              R.ort_runner(rewritten[0]), False))
-        if fp16_graph:
-            cands.append((f"{stem}_fp16.onnx", "onnxruntime-cpu", "fp16", R.ort_runner(tmp / f"{stem}_fp16.onnx"), False))
-        if engine_info is not None:
-            cands.append((engine_name, f"tensorrt {engine_info.get('tensorrt_version', '')}", precision,
-                          R.tensorrt_runner(tmp / engine_name, opts.device), False))
-        static = tuple(meta["static_hw"]) if meta.get("static_hw") else None
-        result.parity = run_parity(reference, cands, images, multiple, min_size, static)
-        if opts.fp16 and model is not None:
-            proxy = run_parity(reference, [("PyTorch .half() proxy", "torch-cpu", "fp16", R.torch_half_runner(model), True)],
-                               images, multiple, min_size, static)[0]
-            proxy.artifact += " (reported, not gating)"
-            result.parity.append(proxy)
-        gating = [a for a in result.parity if "not gating" not in a.artifact]
-        s["what"] = f"{len(images)} images vs {ref_name}: " + ("passed" if all(a.passed for a in gating) else "FAILED")
-    header = {"checkpoint": str(source) if opts.ckpt else None, "onnx": str(opts.onnx) if opts.onnx else None,
-              "reference": ref_name, "spec": spec_d, "engine_skipped": result.engine_skipped}
-    P.write_reports(result.parity, workdir, header)
-    failure = P.first_failure(gating)
-    if failure:
-        detail = ""
-        if opts.debug_parity:
-            engine_failed = any(a.artifact == engine_name and not a.passed for a in gating)
-            detail = _debug(opts, model, weights, fp32, fp16_graph and tmp / f"{stem}_fp16.onnx", images, multiple, min_size,
-                            tmp, static_hw, engine_failed)
-        raise ParityError(f"parity gate failed: {failure}{detail}", workdir / "parity.md",
-                          hint="nothing was published; see parity.md (rerun with --debug-parity to find the first diverging node)")
-    with stage("Publish") as s:
-        for final, temp in staged.items():
-            temp.replace(workdir / final)
-            result.published[final] = workdir / final
-        if engine_info is not None:
-            built_from = workdir / engine_src.name if engine_src.parent == tmp else engine_src  # the graph TensorRT parsed
-            _write_engine_manifest(workdir / engine_name, engine_info, profile, precision, spec_d, built_from, weights, result.parity)
-            result.published[engine_name + ".json"] = workdir / (engine_name + ".json")
-        s["what"] = ", ".join(result.published) or "nothing new (the source ONNX passed)"
-    return result
+    opts, m = run.opts, spec.pad_multiple
+    if opts.static:
+        h, w = parse_hw(opts.static, "--static")
+        run.static_hw = round_up(h, m), round_up(w, m)
+        if run.static_hw != (h, w):
+            log.warning("--static %s rounded up to %dx%d: H and W must be multiples of %d", opts.static, *run.static_hw, m)
+    run.profile, warnings = make_profile(opts.min_shape, opts.opt_shape, opts.max_shape, static_hw=run.static_hw,
+                                         multiple=m, min_size=spec.min_size)
+    for w in warnings:
+        log.warning("%s", w)
 
 
-def _default_workdir(opts: ExportOptions) -> Path:
-    """Next to the source file (as Ultralytics does), except for the bundled model: the current folder."""
-    from deblur.train.zoo import BUNDLED
-
-    if opts.onnx is not None:
-        return opts.onnx.parent
-    return Path(".") if opts.ckpt in BUNDLED else Path(opts.ckpt).parent
-
-
-def _debug(opts, model, weights, fp32, fp16_path, images, multiple, min_size, tmp, static_hw, engine_failed=False) -> str:
+def _debug(run: ExportRun, engine_failed: bool) -> str:
     """Re-export the reference and name the first diverging node of each failing graph."""
     from deblur.export.debug_parity import first_divergence
-    from deblur.export.onnx_export import contract, export_onnx
-    from deblur.runtime.prepost import to_tensor
 
-    img = images[0][1]
-    if static_hw:
-        img = _centre_crop(img, min(static_hw))
-    x = to_tensor(img, multiple, min_size, size=static_hw)
+    spec, static = run.contract.spec, run.contract.static_hw
+    img = run.images[0][1]
+    if static:
+        img = _centre_crop(img, min(static), spec.pad_multiple)
+    x = to_tensor(img, spec.pad_multiple, spec.min_size, size=static)
     lines = []
-    if model is not None:
-        ref = export_onnx(model, tmp / "debug_ref.onnx", metadata=contract(weights.spec, static_hw, {}, opts.opset),
-                          opset=opts.opset, static_hw=static_hw)
-        lines.append(f"{fp32.name}: " + first_divergence(fp32, ref, x, 1e-4, tmp))
-        if fp16_path:
-            lines.append(f"{fp16_path.name}: " + first_divergence(fp16_path, ref, x, 1e-2, tmp))
-    elif fp16_path:
-        lines.append(f"{fp16_path.name}: " + first_divergence(fp16_path, fp32, x, 1e-2, tmp))
+    if run.model is not None:
+        from deblur.export.onnx_export import export_onnx
+
+        ref = export_onnx(run.model, run.tmp / "debug_ref.onnx", opset=run.opts.opset, static_hw=static)
+        lines.append(f"{run.fp32.name}: " + first_divergence(run.fp32, ref, x, 1e-4, run.tmp))
+        if run.fp16:
+            lines.append(f"{run.fp16.name}: " + first_divergence(run.fp16, ref, x, 1e-2, run.tmp))
+    elif run.fp16:
+        lines.append(f"{run.fp16.name}: " + first_divergence(run.fp16, run.fp32, x, 1e-2, run.tmp))
     if engine_failed:
         from deblur.export.debug_parity import polygraphy_command
 
-        lines.append("for the engine run: " + polygraphy_command(fp16_path or fp32))
+        lines.append("for the engine run: " + polygraphy_command(run.fp16 or run.fp32))
     return " | " + " | ".join(lines) if lines else ""
 
 
-def _write_engine_manifest(engine: Path, info: dict, profile, precision, spec, onnx_path, weights, results) -> None:
-    from deblur.runtime.manifest import EngineManifest, write_manifest
-    from deblur.train.cli import package_version
-    from deblur.train.fileio import sha256_file
+def _write_engine_manifest(run: ExportRun, results: list[P.ArtifactResult]) -> None:
+    """The manifest beside the staged engine; ``parity`` holds the gate's per-artifact results once run."""
+    from deblur.runtime.contract import EngineManifest, write_manifest
+    from deblur.runtime.fileio import sha256_file
 
+    info, source = run.engine_info, run.engine_source
     m = EngineManifest(
-        engine_sha256=sha256_file(engine), engine_file=engine.name, tensorrt_version=info.get("tensorrt_version", "unknown"),
-        cuda_version=info.get("cuda_version", "unknown"), driver_version=info.get("driver_version", "unknown"),
-        gpu_name=info.get("gpu_name", "unknown"), compute_capability=info.get("compute_capability", "unknown"),
-        profile={"min": list(profile.min), "opt": list(profile.opt), "max": list(profile.max)}, precision=precision,
-        strongly_typed=True, spec=spec, source_onnx=onnx_path.name, source_onnx_sha256=sha256_file(onnx_path),
-        source_checkpoint_sha256=weights.sha256 if weights else None,
-        parity={"passed": True, "artifacts": [{"artifact": a.artifact, "passed": a.passed} for a in results]},
-        exporter_version=package_version(),
+        engine_sha256=sha256_file(run.engine), engine_file=run.engine.name,
+        tensorrt_version=info.get("tensorrt_version", "unknown"), cuda_version=info.get("cuda_version", "unknown"),
+        driver_version=info.get("driver_version", "unknown"), gpu_name=info.get("gpu_name", "unknown"),
+        compute_capability=info.get("compute_capability", "unknown"), profile=run.profile.as_dict(),
+        precision=run.precision, strongly_typed=True, spec=run.contract.spec.to_dict(), source_onnx=source.name,
+        source_onnx_sha256=sha256_file(source), source_checkpoint_sha256=run.weights.sha256 if run.weights else None,
+        parity={"artifacts": [P.summary(a) for a in results]} if results else {},
     )
-    write_manifest(m, engine)
+    write_manifest(m, run.engine)

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deblur.runtime.manifest import build_command  # noqa: F401  (re-exported: it lives beside the manifest)
-from deblur.train.errors import DeblurError, InputError
-from deblur.train.fileio import atomic_path, atomic_write_bytes
+from deblur.runtime.errors import EngineBuildError, InputError
+from deblur.runtime.fileio import atomic_path, atomic_write_bytes
 
 Shape = tuple[int, int, int, int]
 INPUT_NAME = "input"
@@ -26,10 +25,6 @@ DEFAULT_MIN: Shape = (1, 3, 64, 64)
 DEFAULT_OPT: Shape = (1, 3, 720, 1280)
 DEFAULT_MAX: Shape = (1, 3, 1088, 1920)
 _LOG = logging.getLogger("deblur")
-
-
-class EngineBuildError(DeblurError):
-    """TensorRT could not parse the ONNX graph or build an engine from it."""
 
 
 @dataclass(frozen=True)
@@ -68,8 +63,9 @@ def round_shape(shape: Shape, multiple: int = 4, name: str = "shape") -> tuple[S
 
 def make_profile(min_shape: Shape | str | None = None, opt_shape: Shape | str | None = None,
                  max_shape: Shape | str | None = None, static_hw: tuple[int, int] | None = None,
-                 multiple: int = 4) -> tuple[Profile, list[str]]:
-    """Validated min/opt/max; returns the warnings for any shape that was rounded up."""
+                 multiple: int = 4, min_size: int = 0) -> tuple[Profile, list[str]]:
+    """Validated min/opt/max, H and W rounded up to the spec's ``multiple`` and at least its
+    ``min_size``; returns the warnings for any shape that was rounded up."""
     if static_hw is not None:
         if min_shape or opt_shape or max_shape:
             raise InputError("give either a static H and W or min/opt/max shapes, not both")
@@ -85,6 +81,8 @@ def make_profile(min_shape: Shape | str | None = None, opt_shape: Shape | str | 
             raise InputError(f"{name} {s}: expected 4 positive sizes NxCxHxW")
         if s[1] != 3:
             raise InputError(f"{name} {_fmt(s)}: the generator takes 3 channels (RGB), got {s[1]}")
+        if min(s[2:]) < min_size:
+            raise InputError(f"{name} {_fmt(s)}: H and W must be at least {min_size} for this model")
         out[name], warning = round_shape(s, multiple, name)
         warnings += [warning] if warning else []
     if static_hw is not None:

@@ -17,10 +17,13 @@ from typing import Any
 import numpy as np
 
 from deblur.runtime.backends import backend_name, load_backend
+from deblur.runtime.errors import InputError
 from deblur.runtime.frames import postprocess, preprocess
+from deblur.runtime.prepost import U8_TO_UNIT
+from deblur.runtime.shapes import padding, reflectable
+from deblur.runtime.spec import ModelSpec
 from deblur.runtime.tiling import run_tiled
-from deblur.train.errors import InputError
-from deblur.train.zoo import BUNDLED, resolve_model
+from deblur.runtime.zoo import BUNDLED, resolve_model
 
 
 class Deblurrer:
@@ -71,11 +74,11 @@ class Deblurrer:
         self.backend.close()
 
     @property
-    def spec(self) -> dict[str, Any]:
+    def spec(self) -> ModelSpec:
         return self.backend.spec
 
     def __repr__(self) -> str:
-        return f"Deblurrer({str(self.path)!r}, backend={self.backend_name!r}, device={self.device!r}, spec={self.spec.get('name')!r})"
+        return f"Deblurrer({str(self.path)!r}, backend={self.backend_name!r}, device={self.device!r}, spec={self.spec.name!r})"
 
     # ------------------------------------------------------------------------------ calls
     def __call__(self, frame: Any) -> Any:
@@ -142,28 +145,16 @@ class Deblurrer:
     def _device_call(self, frame: Any) -> Any:
         """CUDA input, CUDA output, no host copy: pre/post as torch ops on the device."""
         import torch
-        import torch.nn.functional as F
 
         t = frame if isinstance(frame, torch.Tensor) else torch.as_tensor(frame, device="cuda")
         if t.dtype != torch.uint8 or t.ndim != 3 or t.shape[2] != 3:
             raise InputError(f"device frames must be uint8 HxWx3, got {tuple(t.shape)} {t.dtype}")
         t0 = time.perf_counter()
-        h, w = t.shape[:2]
-        x = t.permute(2, 0, 1).float()[None]
-        if not self.rgb:
-            x = x.flip(1)
-        m = self.backend.multiple
-        ph, pw = max(-(-h // m) * m, self.backend.min_size) - h, max(-(-w // m) * m, self.backend.min_size) - w
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
-        x = x / 127.5 - 1.0
+        x = tensor_pre(t, self.rgb, self.backend.multiple, self.backend.min_size)
         t1 = time.perf_counter()
         y = self.backend.infer_device(x)
         t2 = time.perf_counter()
-        y = ((y[0, :, :h, :w].clamp(-1, 1) + 1.0) * 127.5).round()
-        if not self.rgb:
-            y = y.flip(0)
-        out = y.permute(1, 2, 0).to(torch.uint8).contiguous()
+        out = tensor_post(y, t.shape[0], t.shape[1], self.rgb)
         self.timings = {"pre_ms": (t1 - t0) * 1e3, "infer_ms": (t2 - t1) * 1e3, "post_ms": (time.perf_counter() - t2) * 1e3}
         self._add_cuda_time(wait=False)  # device frames stay asynchronous: no wait for the GPU here
         if not isinstance(frame, torch.Tensor) and type(frame).__module__.startswith("cupy"):
@@ -171,6 +162,33 @@ class Deblurrer:
 
             return cupy.asarray(out)
         return out
+
+
+def tensor_pre(t: Any, rgb: bool, multiple: int, min_size: int) -> Any:
+    """uint8 HxWx3 torch tensor -> 1x3xHpxWp float32 on its device: bit for bit ``prepost.to_tensor``
+    (the same table, the same padding rule)."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w = t.shape[:2]
+    x = torch.from_numpy(U8_TO_UNIT).to(t.device)[t.long()].permute(2, 0, 1)[None]
+    if not rgb:
+        x = x.flip(1)
+    ph, pw = padding(h, w, multiple, min_size)
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect" if reflectable(h, w, ph, pw) else "replicate")
+    return x
+
+
+def tensor_post(y: Any, h: int, w: int, rgb: bool) -> Any:
+    """1x3xHpxWp [-1, 1] -> uint8 HxWx3 on its device: bit for bit ``prepost.unit_to_u8`` (float64 mul-add,
+    one rounding to float32, clamp, round half to even)."""
+    import torch
+
+    y = (y[0, :, :h, :w].double() * 127.5 + 127.5).float().clamp(0, 255).round()
+    if not rgb:
+        y = y.flip(0)
+    return y.permute(1, 2, 0).to(torch.uint8).contiguous()
 
 
 def _is_device_array(obj: Any) -> bool:

@@ -1,4 +1,4 @@
-"""Frame policy: what goes in comes out, same shape and dtype (research/reliability.md IN-3, IN-4).
+"""Frame policy: what goes in comes out, same shape and dtype.
 
 - Colour order: BGR (OpenCV's convention) unless ``rgb=True``.
 - Channels: 3 as is; 1 (HxW or HxWx1) is replicated to RGB and the output is converted back to
@@ -9,12 +9,10 @@
   to reflect, crop back after the model.
 
 The uint8 three- and four-channel path (every camera frame) is one OpenCV pass per plane each way:
-split, then a 256-entry float32 lookup table straight into the float32 planes (bit for bit the
-numpy reference, ``runtime/prepost.py``); back, ``addWeighted`` with a uint8 result, which clamps
-and rounds half to even, then merge. About 1-2 ms each per 720p frame on one core. The way back can
-differ from the reference by one level where ``127.5 y + 127.5`` lands within an ulp of a .5 tie
-(about 2 in a million random values; the reference computes ``(y + 1) * 127.5``); uint8 round trips
-are exact. The rest is numpy.
+split, then the reference's 256-entry float32 table (``prepost.U8_TO_UNIT``) straight into the
+float32 planes; back, ``addWeighted`` with a uint8 result, which computes ``127.5 y + 127.5`` with
+one rounding, clamps and rounds half to even: bit for bit ``prepost.unit_to_u8`` (tested on values
+at every .5 tie). About 1-2 ms each per 720p frame on one core. The rest is numpy.
 """
 from __future__ import annotations
 
@@ -23,9 +21,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from deblur.train.errors import InputError
+from deblur.runtime.errors import InputError
+from deblur.runtime.prepost import U8_TO_UNIT
+from deblur.runtime.shapes import padding, reflectable
 
-_U8_TO_UNIT = (np.arange(256, dtype=np.float32) * np.float32(1 / 127.5) - np.float32(1.0)).reshape(1, 256)  # as prepost
+_U8_TO_UNIT = U8_TO_UNIT.reshape(1, 256)  # cv2.LUT's table shape
 _SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0, np.dtype(np.float64): 1.0}
 
 
@@ -52,15 +52,8 @@ def check_frame(frame: np.ndarray) -> None:
         raise InputError(f"frame shape {frame.shape} is not HxW, HxWx1, HxWx3 or HxWx4", hint="pass an image array")
 
 
-def padding(h: int, w: int, multiple: int, min_size: int = 0, size: tuple[int, int] | None = None) -> tuple[int, int]:
-    """Bottom/right padding to a multiple (and at least ``min_size``), or to exactly ``size``."""
-    if size is not None:
-        return size[0] - h, size[1] - w
-    return max(-(-h // multiple) * multiple, min_size) - h, max(-(-w // multiple) * multiple, min_size) - w
-
-
 def _border(h: int, w: int, ph: int, pw: int) -> int:
-    return cv2.BORDER_REFLECT_101 if ph < h and pw < w else cv2.BORDER_REPLICATE
+    return cv2.BORDER_REFLECT_101 if reflectable(h, w, ph, pw) else cv2.BORDER_REPLICATE
 
 
 def preprocess(frame: np.ndarray, multiple: int, min_size: int = 0, rgb: bool = False,

@@ -20,12 +20,7 @@ reflect Pad 2-5 %. Two things are slow for no good reason, and these rewrites re
   becomes a per-phase Slice/Concat of whole rows and columns (memcpy speed); one conv reads the
   four padded phases and only the 3-channel result is interleaved (one small DepthToSpace).
 
-Measured on the 2-core AVX2 CPU, 360x640, median ms, same run (see runtime/ort_options.py for the
-table with torch): pico plain 62, subpixel_tail 50, phase_tail 44; nano 180 / 152 / 147.
-
-``subpixel_convtranspose`` (off by default): every ConvTranspose(k3, s2, p1, op1) as a 2x2 conv and
-a DepthToSpace. Exact, but slower on ORT CPU (pico 65 vs 61 ms): the full-resolution DepthToSpace
-costs more than the ConvTranspose it replaces. Kept for measurement only.
+Their measured effect is in benchmarks/README.md (``python benchmarks/ort_tuning.py``).
 
 The polyphase forms need even H and W at full resolution: true for every input the contract allows
 (multiples of ``pad_multiple`` >= 2, read from the deblur metadata; without it ``subpixel_tail``
@@ -38,20 +33,26 @@ parity gate checks the rewritten graph too.
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 from typing import Any
 
 import numpy as np
 
+from deblur.runtime.contract import (
+    METADATA_KEY,
+    OnnxContract,
+    is_fp16,
+    onnx_props,
+    set_onnx_props,
+)
+
 NCHWC_BLOCK = 8  # MLAS NCHWc block on AVX2 (16 on AVX-512): output channels are padded to it
 TAIL_MAX_COUT = 4  # polyphase wins only when 4*Cout still wastes little of the padded blocks
 TAIL_MIN_KERNEL = 5  # for 3x3 the 2x2-tap polyphase conv saves less than SpaceToDepth costs
-METADATA_KEY = "deblur"  # = onnx_export.METADATA_KEY; not imported from there, which needs torch
 _UNARY_ACTIVATIONS = ("Tanh", "Relu", "Sigmoid", "LeakyRelu", "HardSigmoid")
 
 
-def optimize(model: Any, *, phase_tail: bool = True, subpixel_tail: bool = True,
-             subpixel_convtranspose: bool = False) -> Any:
+def optimize(model: Any, *, phase_tail: bool = True, subpixel_tail: bool = True) -> Any:
     """Return a rewritten copy of ``model`` (an ``onnx.ModelProto``); the input is left untouched.
 
     Records what was applied in the deblur metadata (``"graph_rewrites"``), so a runtime or a
@@ -70,7 +71,8 @@ def optimize(model: Any, *, phase_tail: bool = True, subpixel_tail: bool = True,
             consumers.setdefault(name, []).append(n)
     applied: list[str] = []
     nodes: list[Any] = []
-    even_hw = int(_metadata(out).get("pad_multiple", 0)) % 2 == 0 and int(_metadata(out).get("pad_multiple", 0)) >= 2
+    contract = _contract(out)
+    even_hw = contract is not None and contract.spec.pad_multiple % 2 == 0
     skip: set[int] = set()
     replaced: dict[int, list[Any]] = {}
     if phase_tail:
@@ -92,10 +94,6 @@ def optimize(model: Any, *, phase_tail: bool = True, subpixel_tail: bool = True,
                 skip.add(id(act))
             applied.append("subpixel_tail")
             continue
-        if subpixel_convtranspose and _is_upsampling_convtranspose(n, consts):
-            nodes += _rewrite_convtranspose(n, consts, g)
-            applied.append("subpixel_convtranspose")
-            continue
         nodes.append(n)
     del g.node[:]
     g.node.extend(nodes)
@@ -116,11 +114,11 @@ def cpu_rewritten(path: Any) -> tuple[bytes, list[str]] | None:
     except ImportError:
         return None
     model = onnx.load(str(path))
-    props = {p.key: p.value for p in model.metadata_props}
-    if "deblur.fp16" in props or METADATA_KEY not in props or "graph_rewrites" in _metadata(model):
+    contract = _contract(model)
+    if is_fp16(onnx_props(model)) or contract is None or contract.graph_rewrites:
         return None
     out = optimize(model)
-    applied = _metadata(out).get("graph_rewrites", [])
+    applied = list(_contract(out).graph_rewrites)
     return (out.SerializeToString(), applied) if applied else None
 
 
@@ -168,6 +166,11 @@ def _sole_activation(n: Any, consumers: dict[str, list[Any]], g: Any) -> Any | N
     return None
 
 
+
+
+# ------------------------------------------------------------------------------------- rewriting
+
+
 def _is_upsampling_convtranspose(n: Any, consts: dict[str, np.ndarray]) -> bool:
     if n.op_type != "ConvTranspose" or n.input[1] not in consts or (len(n.input) > 2 and n.input[2] not in consts):
         return False
@@ -207,6 +210,8 @@ def polyphase_conv_weight(w: np.ndarray) -> np.ndarray:
                             if 0 <= kh < k and 0 <= kw < k:
                                 out[ah, aw, :, rh, rw, :, qh, qw] = w[:, :, kh, kw]
     return out.reshape(4 * co, 4 * ci, t, t).astype(np.float32)
+
+
 
 
 def subpixel_convtranspose_weight(w: np.ndarray) -> np.ndarray:
@@ -257,20 +262,6 @@ def _rewrite_tail(n: Any, consts: dict[str, np.ndarray], g: Any, act: Any | None
     return nodes
 
 
-def _rewrite_convtranspose(n: Any, consts: dict[str, np.ndarray], g: Any) -> list[Any]:
-    from onnx import helper
-
-    w = consts[n.input[1]]
-    co = w.shape[1]
-    base = n.name or n.output[0]
-    wn = _add_init(g, f"{base}/subpixel_w", subpixel_convtranspose_weight(w))
-    bn = _add_init(g, f"{base}/subpixel_b", np.tile(_bias(n, consts, co), 4))
-    phases = f"{base}/phases"
-    return [
-        helper.make_node("Conv", [n.input[0], wn, bn], [phases], name=f"{base}/subpixel", kernel_shape=[2, 2],
-                         pads=[0, 0, 1, 1], strides=[1, 1]),
-        helper.make_node("DepthToSpace", [phases], [n.output[0]], name=f"{base}/d2s", blocksize=2, mode="DCR"),
-    ]
 
 
 # ----------------------------------------------------------------- phase tail (ConvT ... Conv7x7)
@@ -499,17 +490,14 @@ def _drop_unused_initializers(g: Any) -> None:
     g.initializer.extend(keep)
 
 
-def _metadata(model: Any) -> dict[str, Any]:
-    for p in model.metadata_props:
-        if p.key == METADATA_KEY:
-            return json.loads(p.value)
-    return {}
+def _contract(model: Any) -> OnnxContract | None:
+    props = onnx_props(model)
+    return OnnxContract.from_props(props) if METADATA_KEY in props else None
 
 
 def _record(model: Any, applied: list[str]) -> None:
-    for p in model.metadata_props:
-        if p.key == METADATA_KEY:
-            meta = json.loads(p.value)
-            meta["graph_rewrites"] = sorted(set(meta.get("graph_rewrites", [])) | set(applied))
-            p.value = json.dumps(meta, sort_keys=True)
-            return
+    contract = _contract(model)
+    if contract is None:
+        return
+    rewrites = tuple(sorted(set(contract.graph_rewrites) | set(applied)))
+    set_onnx_props(model, {**onnx_props(model), **dataclasses.replace(contract, graph_rewrites=rewrites).to_props()})

@@ -4,13 +4,15 @@ Every tile is computed fresh from its own input window and blended with linear r
 overlaps (weight 1 at the image border), so seams are smooth and no stale output is ever reused.
 Note: the generator's InstanceNorm uses per-image statistics, so a tile's output depends on the
 tile; tiled and untiled results agree exactly only for models without such global statistics
-(tested with a zero-residual model) and closely otherwise (measured, see tests/runtime/test_tiling.py).
+(tested with a zero-residual model) and closely otherwise (measured: tests/runtime/test_deblurrer.py, test_tiling_close_to_untiled_for_the_trained_model).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import numpy as np
+
+from deblur.runtime.errors import ShapeError
 
 
 def starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -48,7 +50,8 @@ def run_tiled(x: np.ndarray, infer: Callable[[np.ndarray], np.ndarray], tile_hw:
             wx = _ramp(tw, overlap, x0 > 0, x0 + tw < w)
             out = infer(np.ascontiguousarray(x[:, :, y0 : y0 + th, x0 : x0 + tw]))
             if out.shape != (n, c, th, tw):
-                raise RuntimeError(f"tile output shape {out.shape} != input {(n, c, th, tw)}")
+                raise ShapeError(f"the model returned {out.shape} for a {(n, c, th, tw)} tile",
+                                 hint="a static-shape model needs tiles of its own size: pass tile=0 or its size")
             weight = np.outer(wy, wx)
             acc[:, :, y0 : y0 + th, x0 : x0 + tw] += out * weight
             wsum[y0 : y0 + th, x0 : x0 + tw] += weight

@@ -36,8 +36,8 @@ def authors_generator():
     ``AuthorsG(ngf, n_blocks, track)``: an ``nn.Sequential`` named ``model`` with dropout in every
     block; ``track=True`` adds the InstanceNorm running-stat buffers PyTorch 0.4+ files carry.
     """
-    from torch import nn
     import torch
+    from torch import nn
 
     def norm(c, track):
         return nn.InstanceNorm2d(c, affine=False, track_running_stats=track)

@@ -25,9 +25,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from deblur.train.blur import TrajectoryParams, make_pair, rng_for
-from deblur.train.errors import InputError
-from deblur.train.images import fit_long_side, list_images, read_rgb, spread_evenly
+from deblur.runtime.errors import InputError
+from deblur.runtime.images import list_images, read_rgb
+from deblur.train.blur_io import rng_for
+from deblur.train.images import fit_long_side, spread_evenly
+from deblur.train.psf import TrajectoryParams
+from deblur.train.shake import make_pair
 
 log = logging.getLogger("deblur")
 DICTIONARY = cv2.aruco.DICT_5X5_100

@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from deblur.train.errors import InputError
+from deblur.runtime.errors import InputError
 from deblur.train.metrics import psnr
 
 log = logging.getLogger("deblur")

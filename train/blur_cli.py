@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from deblur.train.cli import make_parser, run
-from deblur.train.errors import InputError
+from deblur.runtime.cli import make_parser, run
+from deblur.runtime.errors import InputError
+from deblur.runtime.shapes import parse_hw
 
 PROG = "deblur-blur"
 DESCRIPTION = "Make blurred/sharp training pairs from sharp photos, or a shaky test video from one photo."
@@ -25,11 +25,15 @@ EPILOG = """examples:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'640x360' -> (640, 360); one-line InputError otherwise."""
-    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not m or min(int(m.group(1)), int(m.group(2))) < 16:
-        raise InputError(f"bad --size {text!r}", hint="use WxH with both sides >= 16, e.g. 640x360")
-    return int(m.group(1)), int(m.group(2))
+    """'640x360' -> (640, 360): --size is written W first (video style); one-line InputError otherwise."""
+    bad = InputError(f"bad --size {text!r}", hint="use WxH with both sides >= 16, e.g. 640x360")
+    try:
+        w, h = parse_hw(text, "--size")  # the one AxB parser; its own hint would say HxW, hence ours
+    except InputError:
+        raise bad from None
+    if min(w, h) < 16:
+        raise bad
+    return w, h
 
 
 def _at_least(value: int | float | None, low: float, flag: str) -> None:
@@ -72,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _pairs(args: argparse.Namespace) -> int:
-    from deblur.train.blur import TrajectoryParams, make_pairs
+    from deblur.train.blur_io import make_pairs
+    from deblur.train.psf import TrajectoryParams
 
     _at_least(args.seed, 0, "--seed")
     _at_least(args.limit, 1, "--limit")
@@ -82,16 +87,16 @@ def _pairs(args: argparse.Namespace) -> int:
             raise InputError("--max-len applies to --method trajectory only")
         try:
             params = TrajectoryParams(max_len=args.max_len)
-        except ValueError as e:
-            raise InputError(f"bad --max-len {args.max_len:g}", hint=str(e)) from None
+        except InputError as e:
+            raise InputError(f"bad --max-len {args.max_len:g}", hint=e.message) from None
     stats = make_pairs(args.sharp, args.out, args.method, args.seed, limit=args.limit, params=params)
     print(f"wrote {stats.written} pairs to {args.out} ({stats.skipped} skipped)")
     return 0
 
 
 def _video(args: argparse.Namespace) -> int:
-    from deblur.train.blur import write_video_pair
-    from deblur.train.images import read_rgb
+    from deblur.runtime.images import read_rgb
+    from deblur.train.blur_io import write_video_pair
 
     size = parse_size(args.size)
     _at_least(args.frames, 1, "--frames")

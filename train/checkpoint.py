@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from deblur.train.errors import (
+from deblur.runtime.errors import (
     CheckpointEmptyError,
     CheckpointError,
     CheckpointFormatError,
@@ -29,10 +29,10 @@ from deblur.train.errors import (
     UnsafeCheckpointError,
     WrongModelError,
 )
-from deblur.train.fileio import atomic_path, sha256_file
+from deblur.runtime.fileio import atomic_path, sha256_file
+from deblur.runtime.spec import ModelSpec, get_spec, list_specs
+from deblur.runtime.zoo import resolve_model
 from deblur.train.networks import Generator
-from deblur.train.specs import ModelSpec, get_spec, list_specs
-from deblur.train.zoo import resolve_model
 
 log = logging.getLogger("deblur")
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deblur.train.errors import InputError
+from deblur.runtime.errors import InputError
 
 
 @dataclass
@@ -50,7 +50,8 @@ class TrainConfig:
     spec: str = "deblurgan"
     dropout: float = -1.0  # ResBlock dropout while training; -1 = the spec's (0.5, the paper's)
     residual_init: float = 0.01  # scale of the last conv's initial weights: start near the identity map
-    ndf: int = 0  # critic width; 0 = the spec's (64, the paper's). A narrower critic trains much faster on CPU.
+    ndf: int = 64  # critic width (the paper's 64); a narrower critic trains much faster on CPU. 0 (old configs) = 64
+    n_layers_d: int = 3  # critic depth (the paper's PatchGAN)
     # optimisation (paper)
     batch: int = 1
     steps: int = 1000  # generator steps
@@ -161,7 +162,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def validate(cfg: TrainConfig) -> None:
     """Cross-field checks, before any work starts."""
-    from deblur.train.specs import get_spec
+    from deblur.runtime.spec import get_spec
 
     get_spec(cfg.spec)
     if not cfg.sharp and not cfg.pairs:
@@ -176,8 +177,10 @@ def validate(cfg: TrainConfig) -> None:
             raise InputError(f"{name} must be at least 1, got {getattr(cfg, name)}")
     if cfg.max_side and cfg.max_side < cfg.crop:
         raise InputError(f"max_side ({cfg.max_side}) must be 0 or at least the crop ({cfg.crop})")
-    if cfg.crop % 4:
-        raise InputError(f"crop must be a multiple of 4, got {cfg.crop}")
+    multiple = get_spec(cfg.spec).pad_multiple
+    for name in ("crop", "val_crop"):
+        if getattr(cfg, name) % multiple:
+            raise InputError(f"{name} must be a multiple of {multiple} (spec {cfg.spec}'s pad multiple), got {getattr(cfg, name)}")
     from deblur.train.sensor import SensorParams
 
     try:

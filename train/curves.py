@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from deblur.train.errors import InputError
-from deblur.train.fileio import atomic_path
+from deblur.runtime.errors import InputError
+from deblur.runtime.fileio import atomic_path
 
 
 def read_metrics(path: str | Path) -> list[dict]:

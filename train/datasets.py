@@ -21,10 +21,14 @@ import torch
 from PIL import Image
 from torch.utils.data import ConcatDataset, Dataset
 
-from deblur.train import blur as blurlib
+from deblur.runtime.errors import InputError
+from deblur.runtime.images import IMAGE_SUFFIXES, list_images, read_rgb
+from deblur.runtime.prepost import U8_TO_UNIT
+from deblur.train.blur_io import rng_for
+from deblur.train.images import fit_long_side, spread_evenly
+from deblur.train.psf import TrajectoryParams
 from deblur.train.sensor import SensorParams, degrade
-from deblur.train.errors import InputError
-from deblur.train.images import IMAGE_SUFFIXES, fit_long_side, list_images, read_rgb, spread_evenly
+from deblur.train.shake import ShakeParams, make_pair
 
 log = logging.getLogger("deblur")
 PathLike = str | Path
@@ -55,8 +59,8 @@ def _box(h: int, w: int, crop: int | None, rng: np.random.Generator | None) -> t
 
 
 def _tensor(img: np.ndarray) -> torch.Tensor:
-    """uint8 HxWx3 -> contiguous float32 3xHxW in [-1, 1] ((x - 0.5) / 0.5, as the authors)."""
-    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(127.5).sub_(1.0)
+    """uint8 HxWx3 -> contiguous float32 3xHxW in [-1, 1], by the runtime's own table (``prepost.U8_TO_UNIT``)."""
+    return torch.from_numpy(np.ascontiguousarray(U8_TO_UNIT[img.transpose(2, 0, 1)]))
 
 
 def _header_size(path: Path) -> tuple[int, int] | str:
@@ -71,8 +75,8 @@ def _header_size(path: Path) -> tuple[int, int] | str:
 def _margin(method: str, params: Any) -> int:
     """Context px around a crop so the blur inside it never sees the patch border."""
     if method == "trajectory":
-        return (params or blurlib.TrajectoryParams()).canvas // 2 + 1
-    p = params or blurlib.ShakeParams()
+        return (params or TrajectoryParams()).canvas // 2 + 1
+    p = params or ShakeParams()
     return math.ceil(p.pan_speed[1] * p.subframes / p.sample_rate / 2 + 4 * p.jitter_px) + 4
 
 
@@ -228,7 +232,7 @@ class GoProDataset(_PairBase):
 
 
 class SyntheticDataset(_Base):
-    """Sharp photos (folders searched recursively) blurred on the fly with ``blur.make_pair``.
+    """Sharp photos (folders searched recursively) blurred on the fly with ``shake.make_pair``.
 
     A crop plus a margin is blurred and then cut to the crop, so borders carry no artefacts and only
     the patch is convolved. ``methods`` mixes "trajectory"/"gopro" by weight; an optional third
@@ -287,7 +291,7 @@ class SyntheticDataset(_Base):
         if img is None:
             self._skip(path, "cannot decode the image")
             return None
-        rng = blurlib.rng_for(self.seed, name) if self.fixed else rng
+        rng = rng_for(self.seed, name) if self.fixed else rng
         k = int(rng.choice(len(self.methods), p=self._p)) if len(self.methods) > 1 else 0
         method, _, params = self.methods[k]
         img = _fit(img, self.crop, self.halve)
@@ -296,7 +300,7 @@ class SyntheticDataset(_Base):
         m = _margin(method, params)
         t0, l0 = max(0, t - m), max(0, l - m)
         patch = np.ascontiguousarray(img[t0:min(h, t + ch + m), l0:min(w, l + cw + m)])
-        blurred, sharp = blurlib.make_pair(patch, rng, method, params)
+        blurred, sharp = make_pair(patch, rng, method, params)
         inner = np.s_[t - t0:t - t0 + ch, l - l0:l - l0 + cw]
         return self._finish(degrade(np.ascontiguousarray(blurred[inner]), rng, self.sensor), sharp[inner], name, rng)
 

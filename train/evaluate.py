@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from deblur.train.cli import make_parser, run
-from deblur.train.errors import InputError
-from deblur.train.fileio import atomic_write_text
-from deblur.train.images import list_images, read_rgb, side_by_side, spread_evenly, write_rgb
+from deblur.runtime.cli import make_parser, run
+from deblur.runtime.errors import InputError
+from deblur.runtime.fileio import atomic_write_text
+from deblur.runtime.images import list_images, read_rgb
+from deblur.runtime.spec import get_spec
+from deblur.train.images import side_by_side, spread_evenly, write_rgb
 from deblur.train.metrics import psnr, ssim
-from deblur.train.specs import get_spec
 
 log = logging.getLogger("deblur")
 

@@ -1,4 +1,6 @@
-"""Reading, listing and writing images: RGB uint8 in memory, atomic writes on disk. Torch-free."""
+"""Image helpers for training and evaluation: atomic writes, resizing, panels. Torch-free.
+
+Reading and listing images is the runtime's (``deblur.runtime.images``)."""
 from __future__ import annotations
 
 import logging
@@ -7,28 +9,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deblur.train.errors import InputError
-from deblur.train.fileio import atomic_write_bytes
+from deblur.runtime.errors import InputError
+from deblur.runtime.fileio import atomic_write_bytes
 
 log = logging.getLogger("deblur")
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name; a missing folder is an InputError."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError("folder not found" if not folder.exists() else "is not a folder", folder, hint="pass a folder of images")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def read_rgb(path: str | Path) -> np.ndarray | None:
-    """uint8 RGB HxWx3 (gray becomes 3 equal channels, 16-bit is scaled to 8); None if unreadable."""
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
 
 def fit_long_side(img: np.ndarray, max_side: int) -> np.ndarray:
     """``img`` scaled down (aspect kept, INTER_AREA) so its long side is at most ``max_side`` px."""

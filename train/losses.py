@@ -3,7 +3,7 @@
 Paper defaults: total G loss = adversarial + lambda * content with lambda = 100 (the authors'
 ``lambda_A``), perceptual loss = MSE of VGG19 conv3_3 features; critic loss with lambda_gp = 10.
 The weights (lambda, lambda_gp) are applied by the trainer, except ``critic_loss``'s lambda_gp.
-Departures from the authors' code are options (research/anchors.md, section A):
+Departures from the authors' code are options:
 
 * ``per_sample`` GP (default) is Gulrajani et al.; ``per_sample=False`` is the authors' variant
   (one alpha per batch, gradient norm over channels per pixel).
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deblur.train.errors import InputError
+from deblur.runtime.errors import InputError
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
 VGG19_URL = f"https://download.pytorch.org/models/{VGG19_FILE}"

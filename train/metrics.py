@@ -10,7 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from deblur.train.errors import ShapeError
+from deblur.runtime import compare
+from deblur.runtime.errors import ShapeError
 
 _SIGMA, _RADIUS, _K1, _K2, _RANGE = 1.5, 5, 0.01, 0.03, 255.0
 
@@ -25,8 +26,7 @@ def _check(a: np.ndarray, b: np.ndarray) -> None:
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB (inf for identical images)."""
     _check(a, b)
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(_RANGE**2 / mse)
+    return compare.psnr(a, b, _RANGE)
 
 
 def _blur(x: np.ndarray) -> np.ndarray:

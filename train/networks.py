@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deblur.train.errors import ShapeError
-from deblur.train.specs import ModelSpec
+from deblur.runtime.errors import ShapeError
+from deblur.runtime.spec import ModelSpec
 
 
 def _norm(channels: int) -> nn.Module:
@@ -103,9 +103,9 @@ def check_input(x: torch.Tensor, spec: ModelSpec) -> None:
 class Critic(nn.Module):
     """PatchGAN critic (n_layers 3, kernel 4, padding 2, IN, LeakyReLU 0.2, no sigmoid), image only."""
 
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, ndf: int = 64, n_layers: int = 3):
         super().__init__()
-        ndf, n_layers, kw, pw = spec.ndf, spec.n_layers_d, 4, 2
+        kw, pw = 4, 2
         layers: list[nn.Module] = [nn.Conv2d(3, ndf, kw, stride=2, padding=pw), nn.LeakyReLU(0.2, True)]
         mult = 1
         for n in range(1, n_layers):

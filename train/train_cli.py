@@ -5,9 +5,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from deblur.train.cli import make_parser, run
+from deblur.runtime.cli import make_parser, run
+from deblur.runtime.errors import InputError
 from deblur.train.config import TrainConfig, load_yaml, parse_set, set_value, validate
-from deblur.train.errors import InputError
 
 log = logging.getLogger("deblur")
 
@@ -83,14 +83,14 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 def write_config(cfg: TrainConfig) -> None:
     import yaml
 
-    from deblur.train.fileio import atomic_write_text
+    from deblur.runtime.fileio import atomic_write_text
 
     atomic_write_text(Path(cfg.out) / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
 def _methods(cfg: TrainConfig) -> tuple:
     """Blur methods with their parameters: the trajectory length is a setting (milder blur trains faster)."""
-    from deblur.train.blur import TrajectoryParams
+    from deblur.train.psf import TrajectoryParams
 
     traj = TrajectoryParams(max_len=cfg.blur_max_len)
     return tuple((name, weight, traj) if name == "trajectory" else (name, weight) for name, weight in cfg.blur_methods.items())

@@ -24,20 +24,21 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from deblur.runtime.errors import CheckpointError, TrainingDivergedError
+from deblur.runtime.prepost import unit_to_u8
+from deblur.runtime.spec import get_spec
 from deblur.train import distributed as D
-from deblur.train.checkpoint import load_training_state, save_generator, save_training_state
+from deblur.train.checkpoint import (
+    load_training_state,
+    save_generator,
+    save_training_state,
+)
 from deblur.train.config import TrainConfig
-from deblur.train.errors import CheckpointError, DeblurError
 from deblur.train.losses import content_loss, critic_loss, generator_adv_loss
 from deblur.train.networks import Critic, Generator
-from deblur.train.specs import get_spec
 
 log = logging.getLogger("deblur")
 TERMS = ("g_adv", "g_content", "d", "gp")
-
-
-class TrainingDivergedError(DeblurError):
-    exit_code = 4
 
 
 @dataclass
@@ -76,13 +77,11 @@ class Trainer:
         self.device = _device(cfg.device, self.world)
         self.out = Path(cfg.out)
         self.spec = get_spec(cfg.spec)
-        if cfg.ndf:
-            self.spec = dataclasses.replace(self.spec, ndf=cfg.ndf)
         if cfg.dropout >= 0:
             self.spec = dataclasses.replace(self.spec, dropout=cfg.dropout)
         torch.manual_seed(cfg.seed)
         self.g = Generator(self.spec).to(self.device)
-        self.d = Critic(self.spec).to(self.device)
+        self.d = Critic(cfg.ndf or 64, cfg.n_layers_d).to(self.device)
         with torch.no_grad():
             self.g.model[-2].weight.mul_(cfg.residual_init)  # the output conv: residual starts near 0
         D.broadcast_module(self.g, self.world)
@@ -387,7 +386,7 @@ class Trainer:
         path = self.out / "metrics.jsonl"
         if not (self.world.is_main and path.is_file()):
             return
-        from deblur.train.fileio import atomic_write_text
+        from deblur.runtime.fileio import atomic_write_text
 
         lines = path.read_text().splitlines()
         kept = []
@@ -409,7 +408,7 @@ class Trainer:
 
     def _write_summary(self, val: dict[str, float], same: bool) -> None:
         if self.world.is_main:
-            from deblur.train.fileio import atomic_write_text
+            from deblur.runtime.fileio import atomic_write_text
 
             summary = {"step": self.step, "world_size": self.world.size, "replicas_identical": same,
                        "rollbacks": self.rollbacks, "val": val, "g": str(self.out / "g.pth")}
@@ -417,7 +416,7 @@ class Trainer:
 
 
 def _to_uint8(t: torch.Tensor):
-    return ((t.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return unit_to_u8(t.detach().float().cpu().numpy().transpose(1, 2, 0))
 
 
 def _first_bad(losses: torch.Tensor) -> str:

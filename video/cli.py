@@ -18,9 +18,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deblur.train.cli import make_parser, run
-from deblur.train.errors import DeblurError, InputError
-from deblur.train.fileio import can_create
+from deblur.runtime.cli import make_parser, run
+from deblur.runtime.errors import DeblurError, InputError
+from deblur.runtime.fileio import can_create
 from deblur.video.readers import ReaderOptions
 from deblur.video.recorder import CODECS, check_target
 from deblur.video.uri import DEMO_CLIP, SourceURI, parse_source, redact
@@ -142,7 +142,7 @@ def _models(args: argparse.Namespace, workers: int, stack: ExitStack) -> list[An
     models = [stack.enter_context(Deblurrer(args.model, device=args.device, backend=args.backend, threads=threads,
                                             tile=_tile(args.tile))) for _ in range(workers)]
     d = models[0]
-    log.info("model: %s (%s) on %s, %s; %d inference thread(s)%s", d.path.name, d.spec.get("name"), d.backend_name,
+    log.info("model: %s (%s) on %s, %s; %d inference thread(s)%s", d.path.name, d.spec.name, d.backend_name,
              args.device, workers, f", {threads} CPU thread(s) each" if threads else "")
     return models
 
@@ -188,7 +188,7 @@ def _main(args: argparse.Namespace) -> int:
         source = VideoSource(uri, options)
         pipe = Pipeline(source, models, _sinks(args),
                         PipelineOptions(args.view, args.save_view, args.max_frames, args.stats_every, args.stop_timeout,
-                                        f"{PROG} | {models[0].spec.get('name')} {models[0].backend_name}"), stop)
+                                        f"{PROG} | {models[0].spec.name} {models[0].backend_name}"), stop)
         error: DeblurError | None = None
         try:
             code = _report(args, pipe, uri, pipe.run())
@@ -223,7 +223,7 @@ def _report(args: argparse.Namespace, pipe: Any, uri: SourceURI, ended: str) -> 
           f"{fps:.1f} FPS")
     print(stats.table())
     if args.stats_json:
-        from deblur.train.fileio import atomic_write_text
+        from deblur.runtime.fileio import atomic_write_text
 
         data = stats.to_dict(counters)
         data.update(source=redact(str(uri)), source_info=source.info, ended=ended, model=str(args.model))

@@ -1,4 +1,4 @@
-"""The latency-does-not-grow check (research/reliability.md VI-5), shared by the test and the benchmark.
+"""The latency-does-not-grow check, shared by the test and the benchmark.
 
 A live source runs at twice the model's rate. Passing means: the p99 end-to-end latency of the
 last window is within one source frame period of the first window's, and below the inference
@@ -59,7 +59,7 @@ def latency_report(stats: PipelineStats, window_s: float, source_fps: float) -> 
 
 def model_rate(deblur: Callable[[np.ndarray], np.ndarray], frame: np.ndarray, calls: int = 8) -> float:
     """Frames per second of ``deblur`` alone (pre + infer + post) on ``frame``: median of ``calls``."""
-    from deblur.runtime.bench import time_step
+    from deblur.runtime.timing import time_step
 
     return 1e3 / float(np.median(time_step(lambda: deblur(frame), calls, warmup=1)))
 

@@ -1,4 +1,4 @@
-"""The two hand-over policies between capture and inference (research/reliability.md VI-4).
+"""The two hand-over policies between capture and inference.
 
 ``LatestSlot``: live sources; holds one frame, a new one replaces it and the old one counts as
 dropped, so the consumer always gets the newest frame and latency cannot build up.

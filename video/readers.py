@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from deblur.train.errors import DeblurError, InputError
+from deblur.runtime.errors import DeviceGone, DeviceLost, InputError
 from deblur.video.uri import SourceURI, redact
 
 log = logging.getLogger("deblur")
@@ -36,16 +36,6 @@ class StreamTimeout(Exception):
 
 class StreamLost(Exception):
     """The connection broke or the stream ended where it should not (a live source)."""
-
-
-class DeviceGone(DeblurError):
-    """The camera device is not there: reported as FAILED, never retried by index (VI-6)."""
-
-
-class DeviceLost(DeviceGone):
-    """The camera went away while streaming (unplugged): the input was valid, so exit code 1."""
-
-    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -278,7 +268,7 @@ class ImageFolderReader:
     """Images of a folder in name order, one frame each; unreadable files are skipped and counted."""
 
     def __init__(self, uri: SourceURI, opts: ReaderOptions):
-        from deblur.train.images import list_images
+        from deblur.runtime.images import list_images
 
         self.uri, self.skipped = uri, 0
         self.paths = list_images(uri.location)

@@ -1,7 +1,7 @@
 """Crash-safe recording: MKV or fragmented MP4 through PyAV, flushed about once a second.
 
 A plain MP4 keeps its index (``moov``) for the end, so a killed recorder leaves an unplayable
-file (research/reliability.md LR-4). Here MKV closes a cluster every second
+file. Here MKV closes a cluster every second
 (``cluster_time_limit``) and MP4 is fragmented (``frag_keyframe+empty_moov+default_base_moof``,
 one fragment a second, never ``faststart``), packets are flushed to the OS as they are muxed,
 and the encoder puts a keyframe every second with no look-ahead: a SIGKILL loses about the last
@@ -23,8 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deblur.train.errors import InputError
-from deblur.train.fileio import can_create
+from deblur.runtime.errors import InputError
+from deblur.runtime.fileio import can_create
 from deblur.video.uri import redact
 
 log = logging.getLogger("deblur")

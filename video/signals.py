@@ -1,4 +1,4 @@
-"""SIGINT and SIGTERM: the first asks for a clean stop, the second exits at once (LR-3).
+"""SIGINT and SIGTERM: the first asks for a clean stop, the second exits at once.
 
 Exit codes follow the shell's convention, 128 + signal number: 130 for SIGINT, 143 for SIGTERM.
 """

@@ -1,6 +1,6 @@
 """``VideoSource``: a capture thread with a state machine, deadlines and capped reconnects.
 
-States (one log line per change, research/reliability.md VI-1..VI-4): CONNECTING (first open),
+States (one log line per change): CONNECTING (first open),
 STREAMING, STALLED (no frame within the read deadline, or the stream broke), RECONNECTING (one
 line per attempt, after a capped exponential backoff with jitter), FAILED (attempts used up, or
 a permanent error such as an unplugged camera or a file that is not a video) and EOS (a file or
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from deblur.train.errors import DeblurError
+from deblur.runtime.errors import DeblurError, SourceFailedError
 from deblur.video.queues import CLOSED, FifoQueue, LatestSlot
 from deblur.video.readers import ReaderOptions, StreamLost, StreamTimeout, open_reader
 from deblur.video.uri import SourceURI, redact
@@ -61,12 +61,6 @@ class SourceOptions:
 def backoff_delay(attempt: int, start: float, cap: float, rng: random.Random) -> float:
     """``start * 2**(attempt-1)`` capped at ``cap``, times a jitter in [0.8, 1.2] (attempt >= 1)."""
     return min(cap, start * 2 ** max(0, attempt - 1)) * rng.uniform(0.8, 1.2)
-
-
-class SourceFailedError(DeblurError):
-    """A source that could not be (re)connected or broke for good: exit code 1 (the input was valid)."""
-
-    exit_code = 1
 
 
 class SourceEnded(Exception):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from deblur.train.errors import InputError
+from deblur.runtime.errors import InputError
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "srt", "tcp")
 DEMO_CLIP = Path(__file__).resolve().parent / "demo" / "shake_street.mp4"
@@ -23,7 +23,7 @@ _CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s]*@")
 
 
 def redact(text: str) -> str:
-    """``rtsp://user:secret@host`` -> ``rtsp://***@host`` anywhere in ``text`` (VI-9)."""
+    """``rtsp://user:secret@host`` -> ``rtsp://***@host`` anywhere in ``text``."""
     return _CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***@", str(text))
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deblur.train.errors import InputError
+from deblur.runtime.errors import InputError
 
 SUFFIXES = {".pth": "torch", ".pt": "torch", ".safetensors": "torch", ".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt"}
 MODULES = {"torch": "torch_backend", "onnxruntime": "onnx_backend", "tensorrt": "tensorrt_backend"}

@@ -1,30 +1,46 @@
-"""The small interface every backend implements; the Deblurrer does pre/post, tiling and batching."""
+"""The one runner family: every way of running a model (torch, ONNX Runtime, TensorRT) is a ``Backend``.
+
+``Deblurrer``, the export parity gate and ``deblur-bench`` all run artifacts through these, so
+every run of an engine gets the manifest, profile and host-code checks, and every ONNX run the
+runtime's session options. A backend does no image handling: pre/post, tiling and batching are
+``Deblurrer``'s; comparisons are the parity gate's.
+"""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from deblur.runtime.spec import ModelSpec
+
 
 class Backend(ABC):
     """Runs ``N x 3 x H x W`` float32 RGB in [-1, 1] through the model, returns the same shape.
 
-    ``spec`` is the model's spec dict (from the checkpoint, the ONNX metadata or the engine
+    ``spec`` is the model's ``ModelSpec`` (from the checkpoint, the ONNX contract or the engine
     manifest); ``min_hw``/``max_hw`` bound the input size (engine profiles), ``static_hw`` fixes it.
+    ``note`` says in a few words what runs (bench tables).
     """
 
     name: str = ""
-    path: Path
+    path: Path | None = None
     device: str = "cpu"
-    spec: dict[str, Any]
+    spec: ModelSpec
     static_hw: tuple[int, int] | None = None
     min_hw: tuple[int, int] | None = None
     max_hw: tuple[int, int] | None = None
+    note: str = ""
 
     @abstractmethod
     def infer(self, x: np.ndarray) -> np.ndarray: ...
+
+    def prepare(self, x: np.ndarray) -> Callable[[], Any]:
+        """A zero-argument step that runs the model on ``x`` with the input already where the backend
+        wants it (device memory, a bound feed): what benchmarks time."""
+        return lambda: self.infer(x)
 
     def infer_device(self, x):  # noqa: ANN001 - a CUDA tensor
         """Device-resident input and output (torch CUDA tensors); backends that can, override."""
@@ -56,10 +72,16 @@ class Backend(ABC):
     def close(self) -> None:  # noqa: B027 - optional
         """Release sessions, contexts and device memory."""
 
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @property
     def multiple(self) -> int:
-        return int(self.spec.get("pad_multiple", 4))
+        return self.spec.pad_multiple
 
     @property
     def min_size(self) -> int:
-        return int(self.spec.get("min_size", 2 * self.multiple))
+        return self.spec.min_size

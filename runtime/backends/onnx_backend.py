@@ -1,20 +1,24 @@
-"""ONNX Runtime backend: the spec and I/O contract come from the file's ``deblur`` metadata."""
+"""ONNX Runtime backend: the spec and I/O contract come from the file's own metadata."""
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from deblur.runtime.backends.base import Backend
+from deblur.runtime.contract import INPUT_NAME, OUTPUT_NAME, OnnxContract, is_fp16
+from deblur.runtime.errors import InputError
 from deblur.runtime.onnx_optimize import cpu_rewritten
-from deblur.runtime.ort_options import contract, session
-from deblur.train.errors import InputError
+from deblur.runtime.ort_options import session
 
 
 class OnnxBackend(Backend):
     """``cpu_rewrites``: on the CPU, run a plain FP32 export with the exact graph rewrites of
-    ``runtime/onnx_optimize.py`` applied in memory (1.2-1.6x faster; needs the ``onnx`` package)."""
+    ``runtime/onnx_optimize.py`` applied in memory (1.2-1.6x faster; needs the ``onnx`` package).
+    The export gate runs both forms: ``cpu_rewrites=False`` is the file as written."""
 
     name = "onnxruntime"
 
@@ -26,13 +30,23 @@ class OnnxBackend(Backend):
             raise InputError("ONNX Runtime is not installed", path, hint="pip install onnxruntime (or onnxruntime-gpu)")
         rewritten = cpu_rewritten(self.path) if cpu_rewrites and not device.startswith("cuda") else None
         self.session = session(rewritten[0] if rewritten else self.path, device, threads)
-        meta = contract(self.session, self.path)
-        self.rewrites: list[str] = list(meta.get("graph_rewrites", []))  # applied here or already in the file
-        self.spec = {**meta["spec"], "pad_multiple": meta["pad_multiple"], "min_size": meta.get("min_size", 8)}
-        self.static_hw = tuple(meta["static_hw"]) if meta.get("static_hw") else None
+        props = self.session.get_modelmeta().custom_metadata_map
+        self.contract = OnnxContract.from_props(props, self.path)
+        self.fp16 = is_fp16(props)
+        self.rewrites: list[str] = list(rewritten[1] if rewritten else self.contract.graph_rewrites)
+        self.spec = self.contract.spec
+        self.static_hw = self.contract.static_hw
+        used = self.session.get_providers()[0].replace("ExecutionProvider", "").lower()
+        self.note = f"{self.path.name}, {used}, {self.session.get_session_options().intra_op_num_threads} threads"
+        if self.rewrites:
+            self.note += f", rewrites: {'+'.join(self.rewrites)}"
 
     def infer(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(["output"], {"input": np.ascontiguousarray(x, dtype=np.float32)})[0]
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    def prepare(self, x: np.ndarray) -> Callable[[], Any]:
+        feed = {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)}
+        return lambda: self.session.run([OUTPUT_NAME], feed)
 
 
 def load(path: Path, device: str, **options) -> OnnxBackend:

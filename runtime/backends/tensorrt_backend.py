@@ -11,12 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from deblur.runtime.backends.base import Backend
-from deblur.runtime.manifest import ManifestError, check_manifest, read_manifest
-from deblur.train.errors import DeblurError, InputError
-
-
-class EngineLoadError(DeblurError):
-    pass
+from deblur.runtime.contract import check_manifest, read_manifest
+from deblur.runtime.errors import EngineLoadError, InputError, ManifestError
 
 
 def _logger(trt):
@@ -64,13 +60,14 @@ class TensorRTBackend(Backend):
             raise EngineLoadError("TensorRT could not deserialise the engine: " + " | ".join(logger.lines[-5:]), self.path,
                                   hint="rebuild it on this machine with deblur-export --onnx ... --require-engine")
         self.context = self.engine.create_execution_context()
-        self.spec = {**manifest.spec, "pad_multiple": manifest.spec.get("pad_multiple", 4)}
+        self.spec = manifest.model_spec
         lo, hi = manifest.profile["min"], manifest.profile["max"]
         self.min_hw, self.max_hw = (lo[2], lo[3]), (hi[2], hi[3])
         self.static_hw = self.min_hw if self.min_hw == self.max_hw else None
         self.max_batch = hi[0]
         self._torch = torch
         self.stream = torch.cuda.Stream(device=self.device)
+        self.note = f"{self.path.name}, TensorRT {trt.__version__}, {manifest.precision}, incl. H2D/D2H"
 
     def infer_device(self, x):  # noqa: ANN001 - torch CUDA tensor N x 3 x H x W float32
         torch = self._torch

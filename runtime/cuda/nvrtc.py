@@ -4,7 +4,8 @@ The same source is compiled by nvcc in the CMake build. Two options matter for c
 
 - ``--fmad=false``: the CPU reference (``deblur.runtime.prepost``) computes ``x * (1/127.5) - 1``
   with two roundings; NVRTC's default contracts it into one FMA, which differs in the last bit for
-  158 of the 256 input values and would break bit-exact parity with the CPU path.
+  158 of the 256 input values and would break bit-exact parity with the CPU path. The way back is
+  an explicit ``fmaf(y, 127.5f, 127.5f)`` (one rounding, as the reference), which the flag leaves alone.
 - ``cuda_fp16.h`` must be on the include path: NVRTC does not bundle it. It comes from the
   ``nvidia-cuda-runtime`` wheel (``cuda-toolkit[cudart]``), or a system toolkit (``CUDA_HOME``,
   ``/usr/local/cuda``).
@@ -18,19 +19,11 @@ import os
 import sys
 from pathlib import Path
 
-from deblur.train.errors import DeblurError
+from deblur.runtime.errors import CudaCompileError
 
 SOURCE = Path(__file__).with_name("prepost.cu")
 KERNELS = ("deblur_pre_f32", "deblur_pre_f16", "deblur_post_f32", "deblur_post_f16")
 INSTALL_HINT = "pip install 'cuda-python>=12.6' 'cuda-toolkit[nvrtc,cudart]' (match the driver's CUDA major version)"
-
-
-class CudaCompileError(DeblurError):
-    """NVRTC is missing, or it refused ``prepost.cu``; ``log`` holds NVRTC's own output."""
-
-    def __init__(self, message: str, log: str = "", path: str | Path | None = None, hint: str | None = None):
-        self.log = log
-        super().__init__(message + (f": {log.strip()}" if log.strip() else ""), path=path, hint=hint)
 
 
 def kernel_source() -> str:

@@ -61,7 +61,7 @@ __device__ void postprocess(const T* src, int ph, int pw, uint8_t* dst, int h, i
   const T* in = src + (size_t)n * 3 * plane + (size_t)y * pw + x;
   float rgb[3];
   for (int c = 0; c < 3; ++c) {
-    float v = (load(in + c * plane) + 1.0f) * 127.5f;
+    float v = fmaf(load(in + c * plane), 127.5f, 127.5f);  // one rounding, as prepost.unit_to_u8
     v = fminf(fmaxf(v, 0.0f), 255.0f);
     rgb[c] = rintf(v);  // round half to even, as OpenCV's convertScaleAbs and numpy's rint
   }

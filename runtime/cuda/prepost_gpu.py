@@ -22,13 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from deblur.train.errors import DeblurError
+from deblur.runtime.errors import CudaDriverError, InputError, ShapeError
 
 BLOCK = (32, 8, 1)  # the same block shape as the C launchers in prepost.cu
-
-
-class CudaDriverError(DeblurError):
-    """No usable NVIDIA driver/GPU, or a CUDA driver call failed (the call and CUDA's error name are in the message)."""
 
 
 def _driver():
@@ -72,7 +68,7 @@ def device_array(obj: Any) -> DeviceArray:
     if cai is not None:
         strides = tuple(cai["strides"]) if cai.get("strides") else None
         return DeviceArray(int(cai["data"][0]), tuple(cai["shape"]), strides, cai["typestr"])
-    raise TypeError(f"expected a device pointer, a torch CUDA tensor or a __cuda_array_interface__ object, "
+    raise InputError(f"expected a device pointer, a torch CUDA tensor or a __cuda_array_interface__ object, "
                     f"got {type(obj).__name__}")
 
 
@@ -80,16 +76,16 @@ def _frame_layout(a: DeviceArray, h: int | None, w: int | None, pitch: int | Non
     """(h, w, pitch) of a uint8 HxWx3 frame; explicit values win over the object's own layout."""
     if a.shape is not None:
         if a.typestr != "|u1" or len(a.shape) != 3 or a.shape[2] != 3:
-            raise ValueError(f"frame must be uint8 HxWx3, got shape {a.shape} type {a.typestr}")
+            raise ShapeError(f"frame must be uint8 HxWx3, got shape {a.shape} type {a.typestr}")
         strides = a.strides or (a.shape[1] * 3, 3, 1)
         if strides[1:] != (3, 1):
-            raise ValueError(f"frame pixels must be packed (strides [..., 3, 1]), got strides {strides}")
+            raise ShapeError(f"frame pixels must be packed (strides [..., 3, 1]), got strides {strides}")
         h, w, pitch = h or a.shape[0], w or a.shape[1], pitch or strides[0]
     if h is None or w is None:
-        raise ValueError("h and w are required for a raw device pointer")
+        raise ShapeError("h and w are required for a raw device pointer")
     pitch = pitch or 3 * w
     if h < 1 or w < 1 or pitch < 3 * w:
-        raise ValueError(f"bad frame geometry h={h} w={w} pitch={pitch}")
+        raise ShapeError(f"bad frame geometry h={h} w={w} pitch={pitch}")
     return h, w, pitch
 
 
@@ -99,7 +95,7 @@ def _check_tensor(a: DeviceArray, ph: int, pw: int, fp16: bool, what: str) -> No
         return
     want = "<f2" if fp16 else "<f4"
     if a.typestr != want or math.prod(a.shape) < 3 * ph * pw:
-        raise ValueError(f"{what} must hold at least 1x3x{ph}x{pw} {'float16' if fp16 else 'float32'}, "
+        raise ShapeError(f"{what} must hold at least 1x3x{ph}x{pw} {'float16' if fp16 else 'float32'}, "
                          f"got shape {a.shape} type {a.typestr}")
 
 
@@ -218,7 +214,7 @@ class CudaPrePost:
         attr = driver.CUpointer_attribute.CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL
         ordinal = _ck(driver.cuPointerGetAttribute(attr, a.ptr), f"{what}: cuPointerGetAttribute (not CUDA memory?)")
         if int(ordinal) != self.device:
-            raise ValueError(f"{what} lives on GPU {int(ordinal)}, this CudaPrePost on GPU {self.device}")
+            raise ShapeError(f"{what} lives on GPU {int(ordinal)}, this CudaPrePost on GPU {self.device}")
         return a.ptr
 
     def _launch(self, name: str, width: int, height: int, args: list[tuple[int, type]]) -> None:
@@ -278,7 +274,7 @@ class CudaPrePost:
         self._bind()
         if isinstance(frame, np.ndarray):
             if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-                raise ValueError(f"frame must be uint8 HxWx3, got {frame.dtype} {frame.shape}")
+                raise ShapeError(f"frame must be uint8 HxWx3, got {frame.dtype} {frame.shape}")
             h, w = frame.shape[:2]
             src, pitch = self.upload(frame), 3 * w
         else:
@@ -287,7 +283,7 @@ class CudaPrePost:
             src = self._device_ptr(a, "frame")
         ph, pw = padded_hw or (h, w)
         if ph < h or pw < w:
-            raise ValueError(f"padded size {ph}x{pw} is smaller than the frame {h}x{w}")
+            raise ShapeError(f"padded size {ph}x{pw} is smaller than the frame {h}x{w}")
         if out is None:
             dst = self._device("tensor", 3 * ph * pw * (2 if fp16 else 4))
         else:
@@ -379,13 +375,13 @@ class CudaPrePost:
         """
         g = self._graph
         if g is None:
-            raise RuntimeError("no CUDA graph captured: call capture_graph first")
+            raise InputError("no CUDA graph captured", hint="call capture_graph first")
         driver = _driver()
         self._bind()
         n = g.h * g.w * 3
         if g.host_io:
             if not isinstance(frame, np.ndarray) or frame.shape != (g.h, g.w, 3) or frame.dtype != np.uint8:
-                raise ValueError(f"graph was captured for uint8 {g.h}x{g.w}x3 host frames, "
+                raise ShapeError(f"graph was captured for uint8 {g.h}x{g.w}x3 host frames, "
                                  f"got {getattr(frame, 'dtype', type(frame).__name__)} {getattr(frame, 'shape', '')}")
             np.copyto(self._host("graph_in", n).reshape(g.h, g.w, 3), frame)  # the previous replay synchronised
             _ck(driver.cuGraphLaunch(g.exec, self._stream), "cuGraphLaunch")
@@ -393,7 +389,7 @@ class CudaPrePost:
             return self._host("graph_out", n).reshape(g.h, g.w, 3).copy()
         a = device_array(frame)
         if _frame_layout(a, g.h, g.w, None) != (g.h, g.w, 3 * g.w):
-            raise ValueError(f"graph was captured for contiguous {g.h}x{g.w}x3 device frames")
+            raise ShapeError(f"graph was captured for contiguous {g.h}x{g.w}x3 device frames")
         _ck(driver.cuMemcpyDtoDAsync(self._device("graph_in", n), self._device_ptr(a, "frame"), n, self._stream),
             "cuMemcpyDtoDAsync")
         _ck(driver.cuGraphLaunch(g.exec, self._stream), "cuGraphLaunch")

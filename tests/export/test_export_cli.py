@@ -13,12 +13,12 @@ import torch
 from onnx import numpy_helper
 
 from deblur.export.cli import main
-from deblur.export.onnx_export import read_metadata
-from deblur.export.runners import ort_session
+from deblur.runtime.contract import read_onnx_contract
+from deblur.runtime.fileio import sha256_file
+from deblur.runtime.ort_options import session as ort_session
+from deblur.runtime.spec import ModelSpec
 from deblur.train.checkpoint import save_generator
-from deblur.train.fileio import sha256_file
 from deblur.train.networks import Generator
-from deblur.train.specs import ModelSpec
 
 SPEC = ModelSpec("t", ngf=8, n_blocks=2)
 
@@ -60,11 +60,12 @@ def test_export_end_to_end(exported, capsys):
 
 def test_metadata_round_trip(exported):
     _, work, ckpt = exported
-    meta = read_metadata(work / "g.onnx")
-    assert meta["spec"]["ngf"] == 8 and meta["pad_multiple"] == 4 and meta["input"]["color_order"] == "RGB"
-    assert meta["input"]["range"] == [-1.0, 1.0] and meta["dynamic"] is True
-    assert meta["source"]["checkpoint_sha256"] == sha256_file(ckpt)
-    assert meta["exporter"]["opset"] == 17
+    c = read_onnx_contract(work / "g.onnx")
+    meta = json.loads(c.to_json())  # what the file holds, as other tools (C++, Netron) see it
+    assert c.spec.ngf == 8 and meta["spec"]["pad_multiple"] == 4 and meta["input"]["color_order"] == "RGB"
+    assert meta["input"]["range"] == [-1.0, 1.0] and meta["dynamic"] is True and c.static_hw is None
+    assert c.source["checkpoint_sha256"] == sha256_file(ckpt)
+    assert c.exporter["opset"] == "17"
     proto = onnx.load(str(work / "g.onnx"))
     assert not any(i.data_location == onnx.TensorProto.EXTERNAL for i in proto.graph.initializer)
     ops = {n.op_type for n in proto.graph.node}
@@ -92,8 +93,8 @@ def test_authors_2018_layout_exports(tmp_path, authors_generator):
     state = {"module." + k: v for k, v in authors_generator(ngf=8, n_blocks=2, track=True).state_dict().items()}
     torch.save(state, tmp_path / "latest_net_G.pth")
     assert main(["--ckpt", str(tmp_path / "latest_net_G.pth"), "--workdir", str(tmp_path / "w")]) == 0
-    meta = read_metadata(tmp_path / "w" / "latest_net_G.onnx")
-    assert "authors' 2018" in meta["source"]["layout"] and "module." in meta["source"]["layout"]
+    layout = read_onnx_contract(tmp_path / "w" / "latest_net_G.onnx").source["layout"]
+    assert "authors' 2018" in layout and "module." in layout
 
 
 def _flip_weight(src, dst):
@@ -171,8 +172,7 @@ def test_static_shape_rounds_up_with_warning(exported, tmp_path, capsys):
     _, _, ckpt = exported
     assert main(["--ckpt", str(ckpt), "--static", "66x98", "--workdir", str(tmp_path)]) == 0
     assert "rounded up to 68x100" in capsys.readouterr().err
-    meta = read_metadata(tmp_path / "g.onnx")
-    assert meta["static_hw"] == [68, 100] and meta["dynamic"] is False
+    assert read_onnx_contract(tmp_path / "g.onnx").static_hw == (68, 100)
 
 
 def test_sigkill_mid_export_leaves_no_final_file(tmp_path):
@@ -193,14 +193,15 @@ def test_sigkill_mid_export_leaves_no_final_file(tmp_path):
 def test_engine_stage_publishes_engine_and_manifest_with_stand_in(exported, tmp_path, monkeypatch):
     """The pipeline's engine path (build, parity, publish, manifest) on CPU.
 
-    NOT TensorRT: ``fake_tensorrt`` builds placeholder bytes, and the "engine" is executed as the
+    NOT TensorRT: ``fakes.tensorrt_standin`` builds placeholder bytes, and the "engine" is executed as the
     ONNX graph it was built from on ONNX Runtime. What this checks is the pipeline's logic; real
     engines are checked by the GPU tests, which skip here.
     """
-    import fake_tensorrt
+    from fakes import tensorrt_standin as fake_tensorrt
 
-    from deblur.export import runners, tensorrt_build
-    from deblur.runtime.manifest import check_manifest, read_manifest
+    from deblur.export import pipeline, tensorrt_build
+    from deblur.runtime.backends.onnx_backend import OnnxBackend
+    from deblur.runtime.contract import check_manifest, read_manifest
 
     _, work, ckpt = exported
     sources = []
@@ -212,7 +213,7 @@ def test_engine_stage_publishes_engine_and_manifest_with_stand_in(exported, tmp_
 
     monkeypatch.setattr(tensorrt_build, "tensorrt_unavailable_reason", lambda: None)
     monkeypatch.setattr(tensorrt_build, "build_engine", build)
-    monkeypatch.setattr(runners, "tensorrt_runner", lambda path, device="cuda:0": runners.ort_runner(sources[-1]))
+    monkeypatch.setattr(pipeline, "open_engine", lambda path, device: OnnxBackend(sources[-1], cpu_rewrites=False))
     assert main(["--ckpt", str(ckpt), "--fp16", "--workdir", str(tmp_path), "--require-engine"]) == 0
     engine = tmp_path / "g_fp16.engine"
     assert engine.read_bytes() == fake_tensorrt.FAKE_ENGINE  # written untouched, no header
@@ -220,7 +221,7 @@ def test_engine_stage_publishes_engine_and_manifest_with_stand_in(exported, tmp_
     assert m.precision == "fp16" and m.source_onnx == "g_fp16.onnx"
     assert m.source_onnx_sha256 == sha256_file(tmp_path / "g_fp16.onnx")
     assert m.profile == {"min": [1, 3, 64, 64], "opt": [1, 3, 720, 1280], "max": [1, 3, 1088, 1920]}
-    assert m.parity["passed"] is True
+    assert any(a["artifact"] == "g_fp16.engine" and a["passed"] for a in m.parity["artifacts"])  # the gate's real results
     check_manifest(m, engine, tensorrt_version=m.tensorrt_version, compute_capability=m.compute_capability)
     report = json.loads((tmp_path / "parity.json").read_text())
     assert any(a["artifact"] == "g_fp16.engine" and a["passed"] for a in report["artifacts"])

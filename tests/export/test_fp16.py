@@ -15,11 +15,17 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from deblur.export.fp16 import METADATA_KEY, Fp16GraphError, convert_fp16, half_reference, verify_fp32_ops
-from deblur.train.errors import InputError
-from deblur.train.images import list_images, read_rgb
+from deblur.export.fp16 import (
+    METADATA_KEY,
+    Fp16GraphError,
+    convert_fp16,
+    half_reference,
+    verify_fp32_ops,
+)
+from deblur.runtime.errors import InputError
+from deblur.runtime.images import list_images, read_rgb
+from deblur.runtime.spec import ModelSpec
 from deblur.train.networks import Generator
-from deblur.train.specs import ModelSpec
 
 pytest.importorskip("onnxconverter_common", reason="onnxconverter-common (the export extra) converts the graph")
 

@@ -1,4 +1,4 @@
-"""Engine build logic, tested against a stand-in (fake_tensorrt: NOT TensorRT) plus one real-GPU test."""
+"""Engine build logic, tested against a stand-in (tests/fakes/tensorrt_standin.py: NOT TensorRT) plus one real-GPU test."""
 from __future__ import annotations
 
 import logging
@@ -7,12 +7,20 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from fake_tensorrt import FAKE_ENGINE, FakeTensorRT
+from fakes.tensorrt_standin import FAKE_ENGINE, FakeTensorRT
 
 from deblur.export import tensorrt_build as tb
-from deblur.export.tensorrt_build import (EngineBuildError, Profile, build_command, build_engine, make_profile,
-                                          parse_shape, round_shape, tensorrt_unavailable_reason)
-from deblur.train.errors import DeblurError, InputError
+from deblur.export.tensorrt_build import (
+    EngineBuildError,
+    Profile,
+    build_engine,
+    make_profile,
+    parse_shape,
+    round_shape,
+    tensorrt_unavailable_reason,
+)
+from deblur.runtime.contract import build_command
+from deblur.runtime.errors import DeblurError, InputError
 
 FAKE_DEVICE = {"gpu_name": "Fake Orin", "compute_capability": "8.7", "cuda_version": "12.6",
                "driver_version": "CUDA 12.6"}
@@ -84,6 +92,11 @@ def test_make_profile_rejects(kwargs, message):
 def test_build_command():
     assert build_command("out/g_fp16.onnx", True) == "deblur-export --onnx out/g_fp16.onnx --fp16 --require-engine"
     assert build_command(Path("my model.onnx"), False) == "deblur-export --onnx 'my model.onnx' --require-engine"
+    dynamic = {"min": [1, 3, 64, 64], "opt": [2, 3, 720, 1280], "max": [2, 3, 1088, 1920]}
+    assert build_command("g.onnx", True, dynamic) == ("deblur-export --onnx g.onnx --fp16 --min-shape 1x3x64x64 "
+                                                      "--opt-shape 2x3x720x1280 --max-shape 2x3x1088x1920 --require-engine")
+    static = Profile((1, 3, 360, 640), (1, 3, 360, 640), (1, 3, 360, 640))
+    assert build_command("g.onnx", False, static) == "deblur-export --onnx g.onnx --static 360x640 --require-engine"
 
 
 def test_unavailable_reason_without_tensorrt(monkeypatch):

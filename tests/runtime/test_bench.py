@@ -1,4 +1,5 @@
-"""deblur-bench end to end on a tiny checkpoint: torch vs ONNX Runtime (exported on the fly), JSON, errors."""
+"""deblur-bench end to end on a tiny checkpoint: torch vs ONNX Runtime (exported on the fly), JSON, errors;
+and its pieces (runtime/bench.py) and the timing helpers (runtime/timing.py)."""
 import json
 
 import numpy as np
@@ -7,10 +8,10 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from deblur.runtime import bench
+from deblur.runtime import bench, bench_cli, timing
+from deblur.runtime.spec import ModelSpec
 from deblur.train.checkpoint import save_generator
 from deblur.train.networks import Generator
-from deblur.train.specs import ModelSpec
 
 SPEC = ModelSpec("t", ngf=4, n_blocks=1)
 KEYS = {"backend", "size", "p50_ms", "p99_ms", "fps"}
@@ -26,7 +27,7 @@ def ckpt(tmp_path_factory):
 
 def test_checkpoint_compares_torch_and_onnxruntime(ckpt, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    rc = bench.main(["--model", str(ckpt), "--sizes", "64x96,36x52", "--runs", "3", "--warmup", "1", "--json", str(out)])
+    rc = bench_cli.main(["--model", str(ckpt), "--sizes", "64x96,36x52", "--runs", "3", "--warmup", "1", "--json", str(out)])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     rows = json.loads(out.read_text())
@@ -50,7 +51,7 @@ def test_checkpoint_compares_torch_and_onnxruntime(ckpt, tmp_path, capsys):
 def test_spec_list_times_untrained_models_one_table_each(tmp_path, capsys):
     """--spec: choose a spec by speed before training one (weights do not change the time)."""
     out = tmp_path / "specs.json"
-    rc = bench.main(["--spec", "deblurgan-pico,deblurgan-pico-d3", "--backends", "torch,onnxruntime", "--sizes", "48x64",
+    rc = bench_cli.main(["--spec", "deblurgan-pico,deblurgan-pico-d3", "--backends", "torch,onnxruntime", "--sizes", "48x64",
                      "--runs", "2", "--warmup", "1", "--json", str(out)])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
@@ -64,18 +65,18 @@ def test_spec_list_times_untrained_models_one_table_each(tmp_path, capsys):
 
 
 def test_unknown_spec_is_one_line(capsys):
-    assert bench.main(["--spec", "deblurgan-huge", "--sizes", "48x64"]) == 2
+    assert bench_cli.main(["--spec", "deblurgan-huge", "--sizes", "48x64"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown model spec 'deblurgan-huge'" in err[0]
 
 
 def test_onnx_model_runs_onnxruntime_only(ckpt, tmp_path, capsys):
-    from deblur.export.onnx_export import contract, export_onnx
+    from deblur.export.onnx_export import export_onnx
     from deblur.train.checkpoint import load_generator
 
     g, _ = load_generator(ckpt)
-    path = export_onnx(g, tmp_path / "g.onnx", metadata=contract(SPEC, None, {}, 17))
-    rc = bench.main(["--model", str(path), "--sizes", "64x96", "--runs", "2", "--backends", "torch,onnxruntime",
+    path = export_onnx(g, tmp_path / "g.onnx")
+    rc = bench_cli.main(["--model", str(path), "--sizes", "64x96", "--runs", "2", "--backends", "torch,onnxruntime",
                      "--json", str(tmp_path / "b.json")])
     assert rc == 0, capsys.readouterr().err
     rows = {r["backend"]: r for r in json.loads((tmp_path / "b.json").read_text())}
@@ -85,23 +86,23 @@ def test_onnx_model_runs_onnxruntime_only(ckpt, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, needle", [
     (["--model", "missing.pth"], "model not found"),
-    (["--sizes", "64by96"], "bad --sizes entry"),
-    (["--sizes", "0x96"], "bad --sizes entry"),
+    (["--sizes", "64by96"], "bad --sizes"),
+    (["--sizes", "0x96"], "bad --sizes"),
     (["--backends", "torch,cuda"], "unknown backend"),
     (["--runs", "0"], "--runs must be >= 1"),
 ])
 def test_bad_input_is_one_line_exit_2(ckpt, argv, needle, capsys):
     args = ["--model", str(ckpt), *argv] if argv[0] != "--model" else argv
-    rc = bench.main(args)
+    rc = bench_cli.main(args)
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
     assert len(err) == 1 and err[0].startswith("deblur-bench: error:") and needle in err[0], err
 
 
 def test_time_step_and_stats():
-    ms = bench.time_step(lambda: sum(range(1000)), runs=5, warmup=2)
+    ms = timing.time_step(lambda: sum(range(1000)), runs=5, warmup=2)
     assert len(ms) == 5 and all(m >= 0 for m in ms)
-    s = bench.stats([1.0, 2.0, 3.0])
+    s = timing.stats([1.0, 2.0, 3.0])
     assert s["p50_ms"] == 2.0 and s["fps"] == 500.0 and s["p99_ms"] == pytest.approx(2.98)
 
 
@@ -115,15 +116,26 @@ def test_pre_post_round_trip():
 
 def test_a_size_a_backend_cannot_run_is_a_row_and_exit_1(ckpt, tmp_path, capsys):
     """A static-shape ONNX at another size: the row says why, the other size still runs."""
-    from deblur.export.onnx_export import contract, export_onnx
+    from deblur.export.onnx_export import export_onnx
     from deblur.train.checkpoint import load_generator
 
     g, _ = load_generator(ckpt)
-    path = export_onnx(g, tmp_path / "s.onnx", metadata=contract(SPEC, (64, 96), {}, 17), static_hw=(64, 96))
-    rc = bench.main(["--model", str(path), "--sizes", "64x96,32x48", "--runs", "2", "--backends", "onnxruntime",
+    path = export_onnx(g, tmp_path / "s.onnx", static_hw=(64, 96))
+    rc = bench_cli.main(["--model", str(path), "--sizes", "64x96,32x48", "--runs", "2", "--backends", "onnxruntime",
                      "--json", str(tmp_path / "b.json")])
     err = capsys.readouterr().err
     assert rc == 1 and "1 run(s) failed: onnxruntime at 32x48" in err
     rows = {r["size"]: r for r in json.loads((tmp_path / "b.json").read_text()) if r["backend"] == "onnxruntime"}
     assert rows["64x96"]["p50_ms"] > 0
     assert rows["32x48"]["p50_ms"] is None and rows["32x48"]["error"].startswith("failed at this size")
+
+
+def test_bench_modules_import_no_torch_train_or_export():
+    """The runtime stays the base layer: deblur-bench imports torch, deblur.train and deblur.export only when a run needs them."""
+    import subprocess
+    import sys
+
+    code = ("import sys, deblur.runtime.bench_cli, deblur.runtime.timing; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or m.startswith(('deblur.train', 'deblur.export'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from deblur.runtime.manifest import (
+from deblur.runtime.contract import (
     EngineManifest,
     ManifestError,
     check_manifest,

@@ -6,16 +6,16 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deblur.export.onnx_export import contract, export_onnx
-from deblur.export.pipeline import BUNDLED_PARITY
+from deblur.export.onnx_export import export_onnx
 from deblur.runtime import Deblurrer
+from deblur.runtime.errors import InputError
 from deblur.runtime.frames import postprocess, preprocess
+from deblur.runtime.spec import ModelSpec
+from deblur.runtime.zoo import MODELS_DIR
+from deblur.runtime.zoo import PARITY_IMAGES as BUNDLED_PARITY
 from deblur.train.checkpoint import save_generator
-from deblur.train.errors import InputError
 from deblur.train.metrics import psnr
 from deblur.train.networks import Generator
-from deblur.train.specs import ModelSpec
-from deblur.train.zoo import MODELS_DIR
 
 SPEC = ModelSpec("t", ngf=8, n_blocks=2)
 
@@ -35,7 +35,7 @@ def _model(zero_residual: bool, seed: int = 0) -> Generator:
 
 def _export(tmp, g, name, static_hw=None):
     ckpt = save_generator(tmp / f"{name}.pth", g, SPEC)
-    onnx = export_onnx(g, tmp / f"{name}.onnx", metadata=contract(SPEC, static_hw, {}, 17), static_hw=static_hw)
+    onnx = export_onnx(g, tmp / f"{name}.onnx", static_hw=static_hw)
     return ckpt, onnx
 
 

@@ -10,7 +10,7 @@ def _run(code: str) -> subprocess.CompletedProcess:
 
 
 def test_runtime_imports_without_torch_onnxruntime_tensorrt():
-    r = _run("import deblur.runtime\nfrom deblur.runtime import Deblurrer\nimport deblur.runtime.frames, deblur.runtime.tiling, deblur.runtime.manifest\nimport deblur.train.errors, deblur.train.specs, deblur.train.metrics, deblur.train.zoo, deblur.train.blur\n"
+    r = _run("import deblur.runtime\nfrom deblur.runtime import Deblurrer\nimport deblur.runtime.frames, deblur.runtime.tiling, deblur.runtime.contract\nimport deblur.runtime.errors, deblur.runtime.spec, deblur.train.metrics, deblur.runtime.zoo, deblur.train.psf, deblur.train.shake, deblur.train.blur_io\n"
              "assert 'torch' not in [k for k, v in sys.modules.items() if v is not None]\nprint('ok')")
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 

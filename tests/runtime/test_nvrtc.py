@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deblur.runtime.prepost import pad_amounts, to_tensor, to_uint8
-from deblur.train.errors import DeblurError
+from deblur.runtime.errors import DeblurError, InputError, ShapeError
+from deblur.runtime.prepost import to_tensor, to_uint8
+from deblur.runtime.shapes import padding
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL = "pip install 'cuda-python>=12.6' 'cuda-toolkit[nvrtc,cudart]'"
@@ -79,8 +80,14 @@ def test_compile_ptx_for_orin():
     assert ".target sm_87" in text
     for name in nvrtc.KERNELS:
         assert f".entry {name}(" in text
-    # Bit-exact with the CPU reference: x * (1/127.5) - 1 rounded twice, never fused.
-    assert "fma.rn.f32" not in text and "mul.rn.f32" in text
+    # Bit-exact with the CPU reference (prepost): the way in, x * (1/127.5) - 1, rounded twice, never
+    # fused; the way back, 127.5 y + 127.5, one explicit fmaf (one rounding, as unit_to_u8).
+    bodies = {name: text.split(f".entry {name}(")[1].split(".entry")[0] for name in nvrtc.KERNELS}
+    for name, body in bodies.items():
+        if "_pre_" in name:
+            assert "fma.rn.f32" not in body and "mul.rn.f32" in body, name
+        else:
+            assert "fma.rn.f32" in body, name
     assert nvrtc.compile_ptx("compute_87") is ptx  # cached per process
 
 
@@ -154,13 +161,13 @@ def test_device_array_reads_the_interface_without_copy():
     assert _frame_layout(pitched, None, None, None) == (7, 3, 64)
     assert device_array(12345).ptr == 12345
     assert _frame_layout(device_array(1), 5, 4, None) == (5, 4, 12)
-    with pytest.raises(ValueError, match="uint8 HxWx3"):
+    with pytest.raises(ShapeError, match="uint8 HxWx3"):
         _frame_layout(device_array(_CAI(1, (4, 4, 3), "<f4")), None, None, None)
-    with pytest.raises(ValueError, match="packed"):
+    with pytest.raises(ShapeError, match="packed"):
         _frame_layout(device_array(_CAI(1, (4, 4, 3), "|u1", strides=(48, 12, 4))), None, None, None)
-    with pytest.raises(ValueError, match="required"):
+    with pytest.raises(ShapeError, match="required"):
         _frame_layout(device_array(1), None, None, None)
-    with pytest.raises(TypeError, match="__cuda_array_interface__"):
+    with pytest.raises(InputError, match="__cuda_array_interface__"):
         device_array(np.zeros((2, 2, 3), np.uint8))
 
 
@@ -168,9 +175,9 @@ def test_tensor_type_mixups_are_refused():
     from deblur.runtime.cuda.prepost_gpu import _check_tensor, device_array
 
     _check_tensor(device_array(_CAI(1, (1, 3, 8, 8), "<f2")), 8, 8, True, "out")
-    with pytest.raises(ValueError, match="float32"):
+    with pytest.raises(ShapeError, match="float32"):
         _check_tensor(device_array(_CAI(1, (1, 3, 8, 8), "<f2")), 8, 8, False, "out")
-    with pytest.raises(ValueError, match="1x3x8x12"):
+    with pytest.raises(ShapeError, match="1x3x8x12"):
         _check_tensor(device_array(_CAI(1, (1, 3, 8, 8), "<f4")), 8, 12, False, "out")
 
 
@@ -232,7 +239,7 @@ def test_preprocess_matches_cpu(pp, h, w, multiple, min_size, size, bgr, fp16):
 @pytest.mark.parametrize("bgr", [True, False], ids=["bgr", "rgb"])
 @pytest.mark.parametrize("h,w", [(241, 319), (1, 1), (7, 3)])
 def test_postprocess_matches_cpu(pp, h, w, bgr, fp16):
-    ph, pw = (h + d for d in pad_amounts(h, w, 4))
+    ph, pw = (h + d for d in padding(h, w, 4))
     rng = np.random.default_rng(h * w)
     y = rng.uniform(-1.1, 1.1, (1, 3, ph, pw)).astype(np.float32)
     # Values on the rounding boundaries and the clamps, where an off-by-one-ulp shows.
@@ -292,7 +299,7 @@ def test_graph_replays_pre_engine_post(pp, fp16):
     from cuda.bindings import driver
 
     h, w = 241, 319
-    ph, pw = (h + d for d in pad_amounts(h, w, 4))
+    ph, pw = (h + d for d in padding(h, w, 4))
     dtype = np.float16 if fp16 else np.float32
     ein = pp.upload(np.zeros((1, 3, ph, pw), dtype), name="test_engine_in")
     eout = pp.upload(np.zeros((1, 3, ph, pw), dtype), name="test_engine_out")

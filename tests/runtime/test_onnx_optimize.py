@@ -1,5 +1,4 @@
 """The ORT CPU graph rewrites are exact: FP32 parity with torch on every size the contract allows."""
-import json
 
 import numpy as np
 import onnx
@@ -7,17 +6,17 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from deblur.export.onnx_export import METADATA_KEY, contract, export_onnx
+from deblur.export.onnx_export import export_onnx
+from deblur.runtime.contract import OnnxContract, onnx_props
 from deblur.runtime.onnx_optimize import (
-    METADATA_KEY as OPT_METADATA_KEY,
     optimize,
     phase_conv_weight,
     phase_plan,
     polyphase_conv_weight,
     subpixel_convtranspose_weight,
 )
+from deblur.runtime.spec import ModelSpec
 from deblur.train.networks import Generator
-from deblur.train.specs import ModelSpec
 
 SPECS = [ModelSpec("t", ngf=8, n_blocks=2), ModelSpec("t1", ngf=8, n_blocks=1, n_downsampling=1)]
 SIZES = [(64, 96), (36, 52), (8, 12), (16, 16)]
@@ -36,7 +35,7 @@ def _trained_like(spec, seed=0):
 def exported(request, tmp_path_factory):
     spec = request.param
     g = _trained_like(spec)
-    path = export_onnx(g, tmp_path_factory.mktemp("opt") / "g.onnx", metadata=contract(spec, None, {}, 17))
+    path = export_onnx(g, tmp_path_factory.mktemp("opt") / "g.onnx")
     return g, onnx.load(str(path))
 
 
@@ -49,9 +48,7 @@ def _session(model):
 @pytest.mark.parametrize("options", [
     {},
     {"phase_tail": False},
-    {"phase_tail": False, "subpixel_tail": False, "subpixel_convtranspose": True},
-    {"subpixel_convtranspose": True},
-], ids=["default", "subpixel_tail", "convtranspose", "all"])
+], ids=["default", "subpixel_tail"])
 def test_fp32_parity_on_every_allowed_size(exported, options):
     g, model = exported
     sess = _session(optimize(model, **options))
@@ -76,8 +73,8 @@ def test_default_rewrites_the_tail_and_records_it(exported):
     orig = [n.op_type for n in model.graph.node]
     assert ops.count("ConvTranspose") == orig.count("ConvTranspose") - 1  # the last up-sampling stage
     assert ops.count("DepthToSpace") == 1 and "SpaceToDepth" not in ops
-    meta = json.loads({p.key: p.value for p in out.metadata_props}[METADATA_KEY])
-    assert "phase_tail" in meta["graph_rewrites"] and meta["spec"]["name"] == g.spec.name
+    contract = OnnxContract.from_props(onnx_props(out))
+    assert "phase_tail" in contract.graph_rewrites and contract.spec == g.spec
     assert len(model.graph.node) == len(orig)  # the input model is untouched
     onnx.checker.check_model(out, full_check=True)
 
@@ -89,10 +86,6 @@ def test_without_metadata_the_even_size_rewrite_is_not_applied(exported):
     del bare.metadata_props[:]
     ops = [n.op_type for n in optimize(bare, phase_tail=False).graph.node]
     assert "SpaceToDepth" not in ops  # pad_multiple unknown: evenness not guaranteed
-
-
-def test_metadata_key_matches_the_exporter():
-    assert OPT_METADATA_KEY == METADATA_KEY
 
 
 def _conv1d(x, w):  # valid cross-correlation, x [L], w [k]

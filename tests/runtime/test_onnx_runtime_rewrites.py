@@ -7,10 +7,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from deblur.export.onnx_export import contract, export_onnx
+from deblur.export.onnx_export import export_onnx
 from deblur.runtime.backends.onnx_backend import OnnxBackend
+from deblur.runtime.spec import ModelSpec
 from deblur.train.networks import Generator
-from deblur.train.specs import ModelSpec
 
 SPEC = ModelSpec("t", ngf=8, n_blocks=1)
 
@@ -22,7 +22,7 @@ def plain(tmp_path_factory):
     with torch.no_grad():
         for p in g.parameters():
             p.mul_(3)  # a non-trivial output, so parity means something
-    return export_onnx(g, tmp_path_factory.mktemp("rw") / "g.onnx", metadata=contract(SPEC, None, {}, 17))
+    return export_onnx(g, tmp_path_factory.mktemp("rw") / "g.onnx")
 
 
 def test_plain_export_is_rewritten_in_memory_and_stays_fp32_equal(plain):

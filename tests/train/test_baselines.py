@@ -7,8 +7,8 @@ import pytest
 pytest.importorskip("skimage")
 
 from deblur.train import baselines
-from deblur.train.blur import apply_psf
 from deblur.train.metrics import psnr
+from deblur.train.psf import apply_psf
 
 
 def _scene() -> np.ndarray:
@@ -46,7 +46,7 @@ def test_deconvolution_with_the_true_psf_beats_the_blur_and_search_finds_it():
 
 
 def test_unknown_method_is_an_input_error():
-    from deblur.train.errors import InputError
+    from deblur.runtime.errors import InputError
 
     with pytest.raises(InputError):
         baselines.candidates("magic")

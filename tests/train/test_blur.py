@@ -1,6 +1,7 @@
 """Blur synthesis: trajectory PSFs, convolution, linear-light averaging, shaky video, pairs, CLI."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import subprocess
 import sys
@@ -10,24 +11,27 @@ import cv2
 import numpy as np
 import pytest
 
-from deblur.train.blur import (
-    ShakeParams,
+from deblur.runtime.errors import DeblurError, InputError, ShapeError
+from deblur.train import blur_io
+from deblur.train.blur_io import make_pairs, write_video_pair
+from deblur.train.psf import (
     TrajectoryParams,
     apply_psf,
     blur_image,
     gopro_average,
     linear_to_srgb,
-    make_pair,
-    make_pairs,
     random_psf,
     random_trajectory,
-    shake_path,
-    simulate_shake_video,
     srgb_to_linear,
     trajectory_psfs,
-    write_video_pair,
 )
-from deblur.train.errors import InputError, ShapeError
+from deblur.train.shake import (
+    VIDEO_SHAKE,
+    ShakeParams,
+    make_pair,
+    shake_path,
+    simulate_shake_video,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 rng = np.random.default_rng
@@ -140,15 +144,21 @@ def test_random_psf_fraction_index():
     full = random_psf(rng(2), fraction_index=3)
     tiny = random_psf(rng(2), fraction_index=0)
     assert extent(tiny) < extent(full)
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="fraction_index"):
         random_psf(rng(2), fraction_index=4)
 
 
-def test_params_validation():
-    with pytest.raises(ValueError):
-        TrajectoryParams(max_len=70.0)
-    with pytest.raises(ValueError):
-        TrajectoryParams(fractions=(0.5, 0.1))
+@pytest.mark.parametrize("bad", [{"max_len": 70.0}, {"fractions": (0.5, 0.1)}, {"canvas": 4},
+                                 {"expl": -0.1}])
+def test_params_validation(bad):
+    with pytest.raises(InputError) as e:
+        TrajectoryParams(**bad)
+    assert "\n" not in str(e.value) and e.value.hint  # one line: what, then what to do
+
+
+def test_trajectory_outside_the_canvas_is_input_error():
+    with pytest.raises(InputError, match="negative"):
+        trajectory_psfs(random_trajectory(rng(0)) - 40)
 
 
 # --- convolution -------------------------------------------------------------------------------
@@ -192,6 +202,8 @@ def test_apply_psf_normalize_and_clip():
     assert hot.max() <= 1.0
     with pytest.raises(ShapeError):
         apply_psf(np.zeros((2, 2, 2, 2), np.float32), delta_psf())
+    with pytest.raises(InputError, match="border"):
+        apply_psf(img, delta_psf(3), border="wrap")
 
 
 def test_blur_image_keeps_shape_and_dtype(photo):
@@ -222,13 +234,15 @@ def test_gopro_average_is_in_linear_light():
     assert np.all(np.abs(blur.astype(int) - 186) <= 1)  # 255 * 0.5**(1/2.2), not 128
 
 
-def test_gopro_average_returns_middle_frame_and_checks_shapes():
+def test_gopro_average_returns_middle_frame():
     frames = [np.full((3, 3), v, np.uint8) for v in (10, 20, 30)]
     assert gopro_average(frames)[1][0, 0] == 20
+
+
+@pytest.mark.parametrize("frames", [[np.zeros((3, 3), np.uint8), np.zeros((4, 4), np.uint8)], []])
+def test_gopro_average_checks_shapes(frames):
     with pytest.raises(ShapeError):
-        gopro_average([frames[0], np.zeros((4, 4), np.uint8)])
-    with pytest.raises(ShapeError):
-        gopro_average([])
+        gopro_average(frames)
 
 
 def test_shake_path_is_smooth_seeded_and_scaled():
@@ -240,6 +254,12 @@ def test_shake_path_is_smooth_seeded_and_scaled():
     assert np.diff(p[:, 0]).std() < 0.2 * p[:, 0].std()  # low-passed: white noise would give ~1.4x
     pan = shake_path(rng(0), 241, pan_speed=(100.0, 100.0), jitter_px=0.0, rotation_deg=0.0)
     assert abs(np.hypot(*pan[-1, :2]) - 100.0) < 1e-6  # 1 s at 100 px/s
+
+
+@pytest.mark.parametrize("bad", [{"n_samples": 0}, {"sample_rate": 0.0}, {"jitter_hz": -1.0}])
+def test_shake_path_bad_arguments_are_input_errors(bad):
+    with pytest.raises(InputError):
+        shake_path(rng(0), **{"n_samples": 10, **bad})
 
 
 # --- pairs ---------------------------------------------------------------------------------------
@@ -257,8 +277,14 @@ def test_make_pair_gopro_without_motion_is_identity(photo):
     still = ShakeParams(pan_speed=(0.0, 0.0), jitter_px=0.0, rotation_deg=0.0)
     blur, sharp = make_pair(photo, rng(0), "gopro", still)
     np.testing.assert_array_equal(blur, photo)
+
+
+@pytest.mark.parametrize("method, params", [("nope", None), ("gopro", TrajectoryParams()),
+                                            ("trajectory", ShakeParams())])
+def test_make_pair_bad_method_or_params(method, params):
+    img = np.zeros((8, 8, 3), np.uint8)
     with pytest.raises(InputError):
-        make_pair(photo, rng(0), "nope")
+        make_pair(img, rng(0), method, params)
 
 
 def _write_inputs(kodak: Path, folder: Path, names=("kodim01", "kodim23")) -> None:
@@ -298,12 +324,11 @@ def test_make_pairs_gopro_and_limit(kodak, tmp_path):
     assert stats.written == 1 and [p.name for p in (tmp_path / "out" / "blur").iterdir()] == ["kodim01.png"]
 
 
-def test_make_pairs_bad_folders(tmp_path):
+@pytest.mark.parametrize("folder, match", [("empty", "no images"), ("missing", "not found")])
+def test_make_pairs_bad_folders(tmp_path, folder, match):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="no images"):
-        make_pairs(tmp_path / "empty", tmp_path / "out")
-    with pytest.raises(InputError, match="not found"):
-        make_pairs(tmp_path / "missing", tmp_path / "out")
+    with pytest.raises(InputError, match=match):
+        make_pairs(tmp_path / folder, tmp_path / "out")
 
 
 # --- video -------------------------------------------------------------------------------------
@@ -320,23 +345,47 @@ def count_frames(path: Path) -> tuple[int, tuple[int, ...]]:
     return n, shape
 
 
+def video_shake(**kw) -> ShakeParams:
+    return dataclasses.replace(VIDEO_SHAKE, **kw)
+
+
 def test_simulator_yields_exactly_n_frames(photo):
-    pairs = list(simulate_shake_video(photo, rng(0), frames=7, size=(48, 32), subframes=5))
+    pairs = list(simulate_shake_video(photo, rng(0), frames=7, size=(48, 32), shake=video_shake(subframes=5)))
     assert len(pairs) == 7
     for blur, sharp in pairs:
         assert blur.shape == sharp.shape == (32, 48, 3) and blur.dtype == np.uint8
     assert any(np.abs(b.astype(int) - s).mean() > 0.5 for b, s in pairs)
-    instant = list(simulate_shake_video(photo, rng(0), frames=3, size=(48, 32), subframes=5, exposure=0.2))
+    instant = list(simulate_shake_video(photo, rng(0), frames=3, size=(48, 32), exposure=0.2,
+                                        shake=video_shake(subframes=5)))
     for blur, sharp in instant:  # one subframe open: nothing to blur
         np.testing.assert_array_equal(blur, sharp)
 
 
+@pytest.mark.parametrize("bad", [{"frames": 0}, {"fps": 0.0}, {"exposure": 1.5}, {"size": (0, 32)},
+                                 {"shake": video_shake(subframes=0)}])
+def test_simulator_bad_arguments_fail_at_the_call(bad):
+    with pytest.raises(InputError):
+        simulate_shake_video(np.zeros((32, 48, 3), np.uint8), rng(0), **{"frames": 2, "size": (48, 32), **bad})
+
+
 def test_write_video_pair_same_frame_count(photo, tmp_path):
     b, s = write_video_pair(photo, tmp_path / "vid", rng(0), frames=9, size=(64, 48), fps=24.0,
-                            subframes=3, progress=False)
+                            shake=video_shake(subframes=3), progress=False)
     assert (b.name, s.name) == ("blur.mp4", "sharp.mp4")
     assert count_frames(b) == count_frames(s) == (9, (48, 64, 3))
     assert sorted(p.name for p in (tmp_path / "vid").iterdir()) == ["blur.mp4", "sharp.mp4"]
+
+
+def test_write_video_pair_failure_publishes_nothing(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        yield np.zeros((48, 64, 3), np.uint8), np.zeros((48, 64, 3), np.uint8)
+        raise DeblurError("simulated failure after one frame")
+
+    monkeypatch.setattr(blur_io, "simulate_shake_video", broken)
+    with pytest.raises(DeblurError, match="simulated"):
+        write_video_pair(np.zeros((48, 64, 3), np.uint8), tmp_path / "vid", rng(0), frames=3, size=(64, 48),
+                         progress=False)
+    assert list((tmp_path / "vid").iterdir()) == []  # no final files and no temp files
 
 
 # --- CLI ---------------------------------------------------------------------------------------
@@ -364,7 +413,9 @@ def test_cli_video(kodak, tmp_path):
 
 
 @pytest.mark.parametrize("args", [("pairs", "--sharp", "{tmp}/missing", "--out", "{tmp}/o"),
+                                  ("pairs", "--sharp", "{tmp}", "--out", "{tmp}/o", "--max-len", "70"),
                                   ("video", "--image", "{tmp}/x.png", "--out", "{tmp}/o", "--size", "64by48"),
+                                  ("video", "--image", "{tmp}/x.png", "--out", "{tmp}/o", "--size", "8x48"),
                                   ("video", "--image", "{tmp}/junk.png", "--out", "{tmp}/o")])
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, args):
     (tmp_path / "x.png").write_bytes(b"")

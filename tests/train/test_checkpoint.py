@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from deblur.train import checkpoint as ck
-from deblur.train.errors import (
+from deblur.runtime.errors import (
     CheckpointEmptyError,
     CheckpointFormatError,
     CheckpointMismatchError,
@@ -23,8 +22,9 @@ from deblur.train.errors import (
     UnsafeCheckpointError,
     WrongModelError,
 )
+from deblur.runtime.spec import ModelSpec, get_spec
+from deblur.train import checkpoint as ck
 from deblur.train.networks import Critic, Generator
-from deblur.train.specs import ModelSpec, get_spec
 
 SPEC = ModelSpec("t", ngf=8, n_blocks=2)
 
@@ -128,8 +128,8 @@ def _tiny_onnx(path: Path) -> Path:
 def _bad_files(tmp_path: Path, gen) -> dict[str, tuple[Path, type]]:
     good = ck.save_generator(tmp_path / "good.pth", gen, SPEC).read_bytes()
     st = ck.save_generator(tmp_path / "good.safetensors", gen, SPEC).read_bytes()
-    torch.save({"model": Critic(SPEC).state_dict()}, tmp_path / "critic_in_wrapper.pth")
-    torch.save(Critic(SPEC).state_dict(), tmp_path / "latest_net_D.pth")
+    torch.save({"model": Critic().state_dict()}, tmp_path / "critic_in_wrapper.pth")
+    torch.save(Critic().state_dict(), tmp_path / "latest_net_D.pth")
     rng = np.random.default_rng(0)
     return {
         "missing": (tmp_path / "nope.pth", CheckpointNotFoundError),
@@ -191,7 +191,7 @@ def test_code_running_pickle_is_refused_even_with_force_env(tmp_path):
     env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
     code = (
         "import sys\nfrom deblur.train.checkpoint import load_generator_weights\n"
-        "from deblur.train.errors import UnsafeCheckpointError\n"
+        "from deblur.runtime.errors import UnsafeCheckpointError\n"
         f"try:\n    load_generator_weights({str(evil)!r})\nexcept UnsafeCheckpointError as e:\n"
         "    print(e); sys.exit(0)\nsys.exit(1)\n"
     )

@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from deblur.train.blur import TrajectoryParams
+from deblur.runtime.errors import InputError
+from deblur.runtime.prepost import U8_TO_UNIT
 from deblur.train.datasets import (
     GoProDataset,
     MixedDataset,
@@ -22,7 +23,7 @@ from deblur.train.datasets import (
     build_validation,
     detect_layout,
 )
-from deblur.train.errors import InputError
+from deblur.train.psf import TrajectoryParams
 
 C = 64  # crop: small keeps the file fast on 2 cores
 
@@ -71,7 +72,7 @@ def warnings_seen():
 
 def _rgb_chw(path: Path) -> torch.Tensor:
     img = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-    return torch.from_numpy(img).permute(2, 0, 1).float() / 127.5 - 1
+    return torch.from_numpy(U8_TO_UNIT[img]).permute(2, 0, 1)  # the runtime's one uint8 -> [-1, 1] conversion
 
 
 def _same(a: dict, b: dict) -> bool:

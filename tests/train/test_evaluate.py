@@ -6,11 +6,11 @@ import cv2
 import pytest
 import torch
 
+from deblur.runtime.images import read_rgb
+from deblur.runtime.spec import ModelSpec
 from deblur.train.checkpoint import save_generator
 from deblur.train.evaluate import main
-from deblur.train.images import read_rgb
 from deblur.train.networks import Generator
-from deblur.train.specs import ModelSpec
 
 SPEC = ModelSpec("t", ngf=4, n_blocks=1)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from deblur.train.errors import InputError
+from deblur.runtime.errors import InputError
 from deblur.train.losses import (
     VGG19Features,
     content_loss,
@@ -17,7 +17,6 @@ from deblur.train.losses import (
     load_vgg19_weights,
 )
 from deblur.train.networks import Critic
-from deblur.train.specs import ModelSpec
 
 # torchvision vgg19().features[0..14] parameters, in state-dict order.
 TV_SHAPES = [
@@ -101,7 +100,7 @@ def test_alpha_per_sample_vs_one_per_batch() -> None:
 
 def test_variants_differ_and_backprop_into_real_critic() -> None:
     torch.manual_seed(3)
-    critic = Critic(ModelSpec("t", ngf=8, n_blocks=1, ndf=8))
+    critic = Critic(ndf=8)
     real, fake = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
     torch.manual_seed(4)
     ours = gradient_penalty(critic, real, fake, per_sample=True)
@@ -118,7 +117,7 @@ def test_variants_differ_and_backprop_into_real_critic() -> None:
 
 def test_gp_under_cpu_autocast() -> None:
     torch.manual_seed(5)
-    critic = Critic(ModelSpec("t", ngf=8, n_blocks=1, ndf=8))
+    critic = Critic(ndf=8)
     real, fake = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         total, parts = critic_loss(critic, real, fake)

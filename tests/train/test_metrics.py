@@ -2,8 +2,8 @@ import cv2
 import numpy as np
 import pytest
 
-from deblur.train.errors import ShapeError
-from deblur.train.images import read_rgb
+from deblur.runtime.errors import ShapeError
+from deblur.runtime.images import read_rgb
 from deblur.train.metrics import psnr, ssim
 
 skm = pytest.importorskip("skimage.metrics")

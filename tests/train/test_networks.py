@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from deblur.train.errors import ShapeError
+from deblur.runtime.errors import ShapeError
+from deblur.runtime.spec import ModelSpec, get_spec, list_specs
 from deblur.train.networks import Critic, Generator, count_parameters, macs
-from deblur.train.specs import ModelSpec, get_spec, list_specs
 
-TINY = ModelSpec("tiny", ngf=4, n_blocks=2, ndf=4)
+TINY = ModelSpec("tiny", ngf=4, n_blocks=2)
 
 
 def test_paper_generator_parameter_count():
@@ -13,7 +13,7 @@ def test_paper_generator_parameter_count():
 
 
 def test_paper_generator_macs_at_720p():
-    # ~697 GMAC at 1280x720 (research/anchors.md section B)
+    # ~697 GMAC at 1280x720 (the paper's generator at 720p)
     assert round(macs(get_spec("deblurgan"), 720, 1280) / 1e9) == 697
 
 
@@ -93,8 +93,7 @@ def test_instance_norm_uses_per_image_statistics():
 
 
 def test_critic_shapes():
-    spec = get_spec("deblurgan")
-    d = Critic(spec)
+    d = Critic()
     convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.stride[0], c.padding[0]) for c in convs] == [
         (3, 64, 2, 2), (64, 128, 2, 2), (128, 256, 2, 2), (256, 512, 1, 2), (512, 1, 1, 2)]

@@ -1,16 +1,17 @@
 """Fixtures for the deblur.video tests: the deblur logger's records, subprocesses that are always
-killed, a real GStreamer RTSP server on loopback, the bundled model."""
+killed, video sources that are always stopped, a real GStreamer RTSP server and a silent TCP server
+on loopback, the bundled model."""
 from __future__ import annotations
 
 import functools
 import logging
+import socket
 import subprocess
 import threading
 import time
 from dataclasses import dataclass
 
 import pytest
-
 from video_helpers import CLI, RTSP_SERVER, SYSTEM_PYTHON, Proc, free_port
 
 
@@ -150,6 +151,66 @@ def rtsp_server(spawn):
         raise AssertionError(f"the RTSP server could not listen on port {port}: {last}")
 
     return start
+
+
+@pytest.fixture
+def video_source():
+    """``video_source(text, options=None, seed=None, start=True) -> VideoSource`` for ``parse_source(text)``,
+    started unless ``start=False``; every source is stopped at teardown too, so a test that fails half-way
+    leaves no capture thread behind. A test that checks what happens after a stop still calls ``stop()``
+    itself, where it matters (stopping twice is harmless)."""
+    from deblur.video.source import SourceOptions, VideoSource
+    from deblur.video.uri import parse_source
+
+    sources = []
+
+    def make(text, options: SourceOptions | None = None, seed: int | None = None, start: bool = True):
+        src = VideoSource(parse_source(str(text)), options or SourceOptions(), seed=seed)
+        sources.append(src)
+        return src.start() if start else src
+
+    yield make
+    for src in sources:
+        src.stop()
+
+
+@dataclass
+class SilentServer:
+    port: int
+    conns: list  # the accepted connections, held open
+
+    def url(self, path: str = "/x") -> str:
+        return f"rtsp://127.0.0.1:{self.port}{path}"
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP listener on loopback that accepts every connection and never sends a byte."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    srv.settimeout(0.2)
+    conns: list[socket.socket] = []
+    done = threading.Event()
+
+    def accept():
+        while not done.is_set():
+            try:
+                c, _ = srv.accept()
+            except (socket.timeout, OSError):
+                continue
+            conns.append(c)
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        yield SilentServer(srv.getsockname()[1], conns)
+    finally:
+        done.set()
+        t.join(2.0)
+        for c in conns:
+            c.close()
+        srv.close()
 
 
 @pytest.fixture(scope="session")

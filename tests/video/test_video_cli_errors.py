@@ -5,8 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
-
-from video_helpers import assert_no_traceback, cli_env, decode_frames, pattern_frame, run_cli, summary, write_video
+from video_helpers import assert_no_traceback, cli_env, decode_frames, run_cli, summary, write_clip
 
 pytest.importorskip("av", reason="the CLI reads files through PyAV (pip install av)")
 
@@ -14,7 +13,7 @@ pytest.importorskip("av", reason="the CLI reads files through PyAV (pip install 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     p = tmp_path_factory.mktemp("cli") / "clip.mkv"
-    write_video(p, [pattern_frame(i) for i in range(10)], "ffv1")
+    write_clip(p, 10)
     return p
 
 
@@ -52,18 +51,15 @@ def test_camera_that_does_not_exist(tmp_path):
     assert "FAILED" in r.stderr and "RECONNECTING" not in r.stderr  # a missing device is not retried
 
 
-def test_text_file_renamed_mp4(tmp_path):
-    fake = tmp_path / "movie.mp4"
-    fake.write_text("just some text, not a video\n" * 100)
+@pytest.mark.parametrize("name, content, words", [
+    ("movie.mp4", b"just some text, not a video\n" * 100, ["cannot open as video"]),
+    ("empty.mkv", b"", []),
+], ids=["text-file-renamed-mp4", "empty-file"])
+def test_not_a_video(tmp_path, name, content, words):
+    fake = tmp_path / name
+    fake.write_bytes(content)
     r = run_cli(["--input", fake, "--headless"], cwd=tmp_path, timeout=30)
-    assert_one_clear_error(r, "movie.mp4", "cannot open as video")
-
-
-def test_empty_file(tmp_path):
-    empty = tmp_path / "empty.mkv"
-    empty.write_bytes(b"")
-    r = run_cli(["--input", empty, "--headless"], cwd=tmp_path, timeout=30)
-    assert_one_clear_error(r, "empty.mkv")
+    assert_one_clear_error(r, name, *words)
 
 
 @pytest.mark.parametrize("args, words, hint", [

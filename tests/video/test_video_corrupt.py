@@ -5,10 +5,10 @@ import json
 
 import numpy as np
 import pytest
+from video_helpers import assert_no_traceback, decode_frames, frame_index, pattern_frame, read_all, run_cli, summary, write_clip
 
 from deblur.video.source import State, VideoSource
 from deblur.video.uri import parse_source
-from video_helpers import assert_no_traceback, decode_frames, frame_index, pattern_frame, run_cli, summary, write_video
 
 av = pytest.importorskip("av", reason="files are read through PyAV (pip install av)")
 
@@ -49,10 +49,9 @@ def run(tmp_path, src, *extra):
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     d = tmp_path_factory.mktemp("corrupt")
-    frames = [pattern_frame(i) for i in range(N)]
-    write_video(d / "ffv1.mkv", frames, "ffv1", options={"g": "1"})  # every frame a keyframe
-    write_video(d / "h264.mkv", frames, "libx264")
-    write_video(d / "h264.mp4", frames, "libx264")  # a plain MP4: the index (moov) is at the end
+    write_clip(d / "ffv1.mkv", N, "ffv1", options={"g": "1"})  # every frame a keyframe
+    write_clip(d / "h264.mkv", N, "libx264")
+    write_clip(d / "h264.mp4", N, "libx264")  # a plain MP4: the index (moov) is at the end
     return d
 
 
@@ -72,18 +71,8 @@ def test_truncated_mkv_plays_up_to_the_cut(clips, tmp_path, name):
     assert 0 < stats["counters"]["skipped"] and abs(s["read"] + stats["counters"]["skipped"] - N) <= 3
     recorded = decode_frames(out)
     assert len(recorded) == s["out"]
-    src = VideoSource(parse_source(str(cut))).start()
-    got = []
-    try:
-        while len(got) < N + 5:
-            try:
-                f = src.get(0.5)
-            except Exception:
-                break
-            if f is not None:
-                got.append(frame_index(f.image))
-    finally:
-        src.stop()
+    src = VideoSource(parse_source(str(cut)))
+    got = [frame_index(f.image) for f in read_all(src, timeout=TIMEOUT)]
     assert src.state == State.EOS
     assert len(got) == s["read"]
     # the frames before the cut, in order; with B-frames (H.264) a frame whose packet came after the cut

@@ -2,52 +2,27 @@
 from __future__ import annotations
 
 import json
-import time
 
-import cv2
 import numpy as np
 import pytest
+from video_helpers import assert_no_traceback, decode_frames, frame_index, read_all, run_cli, summary, write_clip, write_images
 
-from deblur.train.errors import InputError
+from deblur.runtime.errors import InputError
 from deblur.video.readers import ReaderOptions
-from deblur.video.source import SourceEnded, SourceOptions, State, VideoSource
+from deblur.video.source import SourceOptions, State, VideoSource
 from deblur.video.uri import parse_source
-from video_helpers import (assert_no_traceback, decode_frames, frame_index, pattern_frame, run_cli, summary,
-                           write_video)
 
 av = pytest.importorskip("av", reason="files are read and written through PyAV (pip install av)")
 
 N = 30
 
 
-def read_all(source: VideoSource, timeout: float = 30.0, delay: float = 0.0) -> list:
-    """Every frame until the source ends; fails the test if it does not end within ``timeout``."""
-    frames = []
-    deadline = time.monotonic() + timeout
-    source.start()
-    try:
-        while True:
-            assert time.monotonic() < deadline, f"source did not end within {timeout} s (state {source.state})"
-            try:
-                f = source.get(0.2)
-            except SourceEnded as e:
-                assert e.state == source.state
-                return frames
-            if f is not None:
-                frames.append(f)
-                if delay:
-                    time.sleep(delay)
-    finally:
-        source.stop()
-
-
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     """An FFV1 MKV (lossless) and an H.264 MP4 of N distinct frames, 160x120 at 24 fps."""
     d = tmp_path_factory.mktemp("clips")
-    frames = [pattern_frame(i) for i in range(N)]
-    write_video(d / "ffv1.mkv", frames, "ffv1")
-    write_video(d / "h264.mp4", frames, "libx264")
+    frames = write_clip(d / "ffv1.mkv", N, "ffv1")
+    write_clip(d / "h264.mp4", N, "libx264")
     return {"dir": d, "frames": frames, "ffv1": d / "ffv1.mkv", "h264": d / "h264.mp4"}
 
 
@@ -92,15 +67,13 @@ def test_file_resized_on_request(clips):
 
 def test_image_folder_in_name_order(tmp_path, deblur_log):
     folder = tmp_path / "frames"
-    folder.mkdir()
     order = [7, 3, 11, 0, 5]
-    for k, i in enumerate(order):
-        cv2.imwrite(str(folder / f"img_{k:03d}.png"), pattern_frame(i, 64, 48))
+    written = write_images(folder, order, 64, 48, name="img_{k:03d}.png")
     (folder / "img_002b.png").write_bytes(b"not a png")  # sorts between img_002 and img_003
     src = VideoSource(parse_source(str(folder)), SourceOptions(ReaderOptions(rate=5.0)))
     frames = read_all(src)
     assert [frame_index(f.image) for f in frames] == order
-    assert all(np.array_equal(f.image, pattern_frame(i, 64, 48)) for f, i in zip(frames, order))
+    assert all(np.array_equal(f.image, want) for f, want in zip(frames, written))
     assert [f.pts for f in frames] == pytest.approx([k / 5.0 for k in range(len(order))])
     assert src.state == State.EOS and src.dropped == 0
     assert src.skipped == 1
@@ -189,9 +162,7 @@ def test_cli_max_frames(clips, tmp_path, deblurrer):
 
 def test_cli_image_folder(tmp_path):
     folder = tmp_path / "imgs"
-    folder.mkdir()
-    for k in range(6):
-        cv2.imwrite(str(folder / f"{k:02d}.png"), pattern_frame(k, 96, 64))
+    write_images(folder, range(6), 96, 64)
     out = tmp_path / "imgs.mkv"
     r = run_cli(["--input", folder, "--headless", "--output-save", out, "--input-rate", "12"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr

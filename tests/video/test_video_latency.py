@@ -1,4 +1,4 @@
-"""Latency must not grow (research/reliability.md VI-5), at a short duration: a synthetic live source at
+"""Latency must not grow, at a short duration: a synthetic live source at
 twice the model's rate through the real pipeline and the bundled model. Keep-newest passes; the FIFO,
 where every frame waits its turn, must fail, or the check proves nothing.
 

@@ -6,9 +6,9 @@ import shutil
 
 import numpy as np
 import pytest
-
-from deblur.train.errors import InputError
 from video_helpers import decode_frames, decode_times, frame_index, pattern_frame
+
+from deblur.runtime.errors import InputError
 
 av = pytest.importorskip("av", reason="the recorder writes through PyAV (pip install av)")
 from deblur.video.recorder import Recorder  # noqa: E402
@@ -108,30 +108,27 @@ def test_open_recording_is_readable_before_close(tmp_path, suffix):
     assert len(decode_frames(path)) == n
 
 
-def test_recorder_rejects(tmp_path):
-    with pytest.raises(InputError, match="unknown output codec"):
-        Recorder(tmp_path / "a.mkv", (64, 48), 24, "vp9")
-    with pytest.raises(InputError, match="cannot record to a .avi file"):
-        Recorder(tmp_path / "a.avi", (64, 48), 24, "h264")
-    with pytest.raises(InputError, match="suffix-less"):
-        Recorder(tmp_path / "a", (64, 48), 24, "h264")
-    with pytest.raises(InputError, match="cannot stream to"):
-        Recorder("ftp://host/x", (64, 48), 24, "h264")
+@pytest.mark.parametrize("target, codec, match", [
+    ("a.mkv", "vp9", "unknown output codec"),
+    ("a.avi", "h264", "cannot record to a .avi file"),
+    ("a", "h264", "suffix-less"),
+    ("ftp://host/x", "h264", "cannot stream to"),
+], ids=["unknown-codec", "avi-suffix", "no-suffix", "ftp-url"])
+def test_recorder_rejects(tmp_path, target, codec, match):
+    with pytest.raises(InputError, match=match):
+        Recorder(target if "://" in target else tmp_path / target, (64, 48), 24, codec)
 
 
-def test_recorder_codec_the_container_cannot_hold_is_an_input_error(tmp_path):
-    """.mov takes no FFV1: a clear InputError, not a ValueError from deep inside PyAV."""
+@pytest.mark.parametrize("target, codec, words", [
+    # .mov takes no FFV1: a clear InputError, not a ValueError from deep inside PyAV
+    ("a.mov", "ffv1", ["ffv1"]),
+    ("file/sub/out.mkv", "h264", []),  # "file" is a file, not a folder
+], ids=["codec-the-container-cannot-hold", "unwritable-folder"])
+def test_recorder_input_error_with_a_hint(tmp_path, target, codec, words):
+    (tmp_path / "file").write_text("a file, not a folder")
     with pytest.raises(InputError) as e:
-        Recorder(tmp_path / "a.mov", (64, 48), 24, "ffv1")
-    assert "ffv1" in str(e.value) and e.value.hint
-
-
-def test_recorder_unwritable_folder_is_an_input_error(tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("a file, not a folder")
-    with pytest.raises(InputError) as e:
-        Recorder(blocker / "sub" / "out.mkv", (64, 48), 24, "h264")
-    assert e.value.hint
+        Recorder(tmp_path / target, (64, 48), 24, codec)
+    assert all(w in str(e.value) for w in words) and e.value.hint
 
 
 def test_recorder_zero_fps_falls_back_to_30(tmp_path):

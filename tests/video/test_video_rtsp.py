@@ -10,11 +10,10 @@ import signal
 import time
 
 import pytest
+from video_helpers import STATUS, assert_no_traceback, decode_frames, decode_times, run_cli
 
 from deblur.video.readers import ReaderOptions
 from deblur.video.source import SourceEnded, SourceOptions, State, VideoSource
-from deblur.video.uri import parse_source
-from video_helpers import STATUS, assert_no_traceback, decode_frames, decode_times, run_cli
 
 pytest.importorskip("av", reason="RTSP is read through PyAV (pip install av)")
 
@@ -60,14 +59,24 @@ def in_order(seq: list[str], wanted: list[str]) -> bool:
     return all(any(s == w for s in it) for w in wanted)
 
 
-def test_rtsp_streams(rtsp_server, deblur_log):
-    srv = rtsp_server()
-    src = VideoSource(parse_source(srv.url), FAST).start()
-    try:
-        frames = collect(src, 25, timeout=20)
-        assert src.state == State.STREAMING
-    finally:
-        src.stop()
+@pytest.fixture
+def rtsp_streaming(rtsp_server, video_source):
+    """``rtsp_streaming(frames, seed=None) -> (server, source, frames)``: a fresh RTSP server and a started
+    source (``FAST`` deadlines) on it that has delivered ``frames`` frames (within 20 s). The server is
+    killed and the source stopped at teardown."""
+
+    def start(frames: int, seed: int | None = None):
+        srv = rtsp_server()
+        src = video_source(srv.url, FAST, seed=seed)
+        return srv, src, collect(src, frames, timeout=20)
+
+    return start
+
+
+def test_rtsp_streams(rtsp_streaming, deblur_log):
+    _, src, frames = rtsp_streaming(25)
+    assert src.state == State.STREAMING
+    src.stop()
     assert all(f.image.shape == (120, 160, 3) for f in frames)
     assert all(f.pts is None for f in frames)  # live: recorded by capture time, not stream time
     assert all(b.t_capture > a.t_capture for a, b in zip(frames, frames[1:]))
@@ -79,24 +88,20 @@ def test_rtsp_streams(rtsp_server, deblur_log):
     assert frames[-1].image.std() > 5  # a real picture, not a blank frame
 
 
-def test_rtsp_server_killed_and_restarted(rtsp_server, deblur_log):
-    srv = rtsp_server()
-    src = VideoSource(parse_source(srv.url), FAST, seed=0).start()
-    try:
-        before = collect(src, 10, timeout=20)
-        t_kill = time.monotonic()
-        srv.kill()  # SIGKILL: the connection just ends
-        drain(src, 1.5)  # frames already in flight may still come
-        t_quiet = time.monotonic()
-        late = drain(src, 3.5)  # an outage of several seconds
-        t_restart = time.monotonic()
-        assert late == [], "frames during the outage?"
-        assert src.state in (State.STALLED, State.RECONNECTING)
-        rtsp_server(port=srv.port)  # the camera is back, same address
-        after = collect(src, 10, timeout=25)
-        assert src.state == State.STREAMING
-    finally:
-        src.stop()
+def test_rtsp_server_killed_and_restarted(rtsp_server, rtsp_streaming, deblur_log):
+    srv, src, before = rtsp_streaming(10, seed=0)
+    t_kill = time.monotonic()
+    srv.kill()  # SIGKILL: the connection just ends
+    drain(src, 1.5)  # frames already in flight may still come
+    t_quiet = time.monotonic()
+    late = drain(src, 3.5)  # an outage of several seconds
+    t_restart = time.monotonic()
+    assert late == [], "frames during the outage?"
+    assert src.state in (State.STALLED, State.RECONNECTING)
+    rtsp_server(port=srv.port)  # the camera is back, same address
+    after = collect(src, 10, timeout=25)
+    assert src.state == State.STREAMING
+    src.stop()
     assert after[0].index > before[-1].index
     seq = [s for _, s in states(deblur_log, since=t_kill)]
     assert in_order(seq, ["STALLED", "RECONNECTING", "STREAMING"]), seq
@@ -115,28 +120,24 @@ def test_rtsp_server_killed_and_restarted(rtsp_server, deblur_log):
 
 
 @pytest.mark.slow
-def test_rtsp_server_frozen_read_deadline(rtsp_server, deblur_log):
+def test_rtsp_server_frozen_read_deadline(rtsp_streaming, deblur_log):
     """SIGSTOP: the connection stays open and nothing comes. The read deadline (1 s) makes it STALLED."""
-    srv = rtsp_server()
-    src = VideoSource(parse_source(srv.url), FAST, seed=1).start()
+    srv, src, _ = rtsp_streaming(10, seed=1)
+    os.kill(srv.proc.pid, signal.SIGSTOP)
+    t_stop = time.monotonic()
     try:
-        collect(src, 10, timeout=20)
-        os.kill(srv.proc.pid, signal.SIGSTOP)
-        t_stop = time.monotonic()
-        try:
-            deadline = t_stop + 6
-            while src.state == State.STREAMING and time.monotonic() < deadline:
-                src.get(0.05)
-            t_stalled = time.monotonic()
-            assert src.state in (State.STALLED, State.RECONNECTING)
-            assert t_stalled - t_stop <= 1.0 + 1.5, f"STALLED {t_stalled - t_stop:.2f} s after the server froze"
-            drain(src, 2.0)
-        finally:
-            os.kill(srv.proc.pid, signal.SIGCONT)
-        collect(src, 10, timeout=25)  # it thaws: the source reconnects
-        assert src.state == State.STREAMING
+        deadline = t_stop + 6
+        while src.state == State.STREAMING and time.monotonic() < deadline:
+            src.get(0.05)
+        t_stalled = time.monotonic()
+        assert src.state in (State.STALLED, State.RECONNECTING)
+        assert t_stalled - t_stop <= 1.0 + 1.5, f"STALLED {t_stalled - t_stop:.2f} s after the server froze"
+        drain(src, 2.0)
     finally:
-        src.stop()
+        os.kill(srv.proc.pid, signal.SIGCONT)
+    collect(src, 10, timeout=25)  # it thaws: the source reconnects
+    assert src.state == State.STREAMING
+    src.stop()
     seq = states(deblur_log, since=t_stop)
     stalled = [t for t, s in seq if s == "STALLED"]
     assert stalled and stalled[0] - t_stop >= 0.9  # the deadline, not earlier
@@ -193,15 +194,16 @@ def test_credentials_never_logged_through_an_outage(rtsp_server, spawn_cli, tmp_
     assert len(other) <= 2, other
 
 
-def test_wrong_password_is_refused_and_not_logged(rtsp_server, tmp_path):
+@pytest.mark.parametrize("guess", ["wr0ng-Guess", None], ids=["wrong-password", "no-credentials"])
+def test_wrong_password_is_refused_and_not_logged(rtsp_server, tmp_path, guess):
     srv = rtsp_server(user=USER, password=PASSWORD)
-    for url in (srv.url_with(USER, "wr0ng-Guess"), srv.url):  # a wrong password, and none at all
-        r = run_cli(["--input", url, "--headless", "--open-timeout", "3", "--reconnect-attempts", "1",
-                     "--reconnect-max-delay", "0.5", "--log-level", "DEBUG"], cwd=tmp_path, timeout=60)
-        text = r.stdout + r.stderr
-        assert r.returncode == 1, text  # the source failed for good, after its attempts
-        assert_no_traceback(text)
-        assert "wr0ng-Guess" not in text and not _leaks(text)
-        assert "0 frames read" in r.stdout
-        assert "gave up after 1 reconnect attempt(s)" in r.stderr
-        assert re.search(r"401|[Uu]nauthori[sz]ed|authori[sz]ation", r.stderr), r.stderr
+    url = srv.url_with(USER, guess) if guess else srv.url
+    r = run_cli(["--input", url, "--headless", "--open-timeout", "3", "--reconnect-attempts", "1",
+                 "--reconnect-max-delay", "0.5", "--log-level", "DEBUG"], cwd=tmp_path, timeout=60)
+    text = r.stdout + r.stderr
+    assert r.returncode == 1, text  # the source failed for good, after its attempts
+    assert_no_traceback(text)
+    assert "wr0ng-Guess" not in text and not _leaks(text)
+    assert "0 frames read" in r.stdout
+    assert "gave up after 1 reconnect attempt(s)" in r.stderr
+    assert re.search(r"401|[Uu]nauthori[sz]ed|authori[sz]ation", r.stderr), r.stderr

@@ -6,14 +6,26 @@ import signal
 import time
 
 import pytest
-
 from video_helpers import STATUS, assert_no_traceback, decode_frames, decode_times, summary
 
 av = pytest.importorskip("av", reason="the recordings are written and read through PyAV (pip install av)")
 
 FPS = 24
-LIVE = ["--input", f"synthetic://demo?fps={FPS}", "--input-width", "160", "--input-height", "90", "--headless",
-        "--stats-every", "1"]
+
+
+@pytest.fixture
+def recording(spawn_cli, tmp_path):
+    """``recording(name, width=160, height=90) -> (Proc, path)``: deblur-video reading a synthetic live source
+    at ``FPS``, resized to ``width`` x ``height``, headless, a status line a second, recording to
+    ``tmp_path / name``. Killed at teardown if still running."""
+
+    def start(name: str, width: int = 160, height: int = 90):
+        rec = tmp_path / name
+        p = spawn_cli("--input", f"synthetic://demo?fps={FPS}", "--input-width", width, "--input-height", height,
+                      "--headless", "--stats-every", "1", "--output-save", rec, cwd=tmp_path)
+        return p, rec
+
+    return start
 
 
 def wait_for_frames(proc, at_least: int, timeout: float = 40.0):
@@ -28,9 +40,8 @@ def wait_for_frames(proc, at_least: int, timeout: float = 40.0):
 
 
 @pytest.mark.parametrize("suffix", [".mkv", pytest.param(".mp4", marks=pytest.mark.slow)])
-def test_sigint_stops_cleanly_and_the_file_is_complete(spawn_cli, tmp_path, suffix):
-    rec = tmp_path / f"rec{suffix}"
-    p = spawn_cli(*LIVE, "--output-save", rec, cwd=tmp_path)
+def test_sigint_stops_cleanly_and_the_file_is_complete(recording, suffix):
+    p, rec = recording(f"rec{suffix}")
     wait_for_frames(p, 2 * FPS)
     p.stop_with(signal.SIGINT, 130)
     assert_no_traceback(p.text())
@@ -46,9 +57,8 @@ def test_sigint_stops_cleanly_and_the_file_is_complete(spawn_cli, tmp_path, suff
     assert 0.9 * (s["out"] - 1) / FPS <= times[-1] <= 1.1 * (s["read"] - 1) / FPS + 0.1
 
 
-def test_sigterm_stops_cleanly_with_143(spawn_cli, tmp_path):
-    rec = tmp_path / "term.mkv"
-    p = spawn_cli(*LIVE, "--output-save", rec, cwd=tmp_path)
+def test_sigterm_stops_cleanly_with_143(recording):
+    p, rec = recording("term.mkv")
     wait_for_frames(p, FPS)
     p.stop_with(signal.SIGTERM, 143)
     assert "SIGTERM: stopping" in p.text("err")
@@ -57,9 +67,8 @@ def test_sigterm_stops_cleanly_with_143(spawn_cli, tmp_path):
 
 
 @pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
-def test_sigkill_leaves_a_playable_file(spawn_cli, tmp_path, suffix):
-    rec = tmp_path / f"killed{suffix}"
-    p = spawn_cli(*LIVE, "--output-save", rec, cwd=tmp_path)
+def test_sigkill_leaves_a_playable_file(recording, suffix):
+    p, rec = recording(f"killed{suffix}")
     t_warm, _ = wait_for_frames(p, 2 * FPS)
     t_line, m = p.wait_for(STATUS.pattern, timeout=5, after=t_warm + 1e-6, which="err")  # a fresh count
     written = int(m.group("out"))
@@ -75,12 +84,10 @@ def test_sigkill_leaves_a_playable_file(spawn_cli, tmp_path, suffix):
     assert all(f.shape == (90, 160, 3) for f in frames)
 
 
-def test_second_sigint_exits_at_once(spawn_cli, tmp_path):
+def test_second_sigint_exits_at_once(recording):
     """At 1280x720 one inference takes a good part of a second, so a clean stop (which still deblurs
     the frames in flight) takes longer than 0.5 s: only the forced exit can be that fast."""
-    rec = tmp_path / "twice.mkv"
-    big = [a if a not in ("160", "90") else {"160": "1280", "90": "720"}[a] for a in LIVE]
-    p = spawn_cli(*big, "--output-save", rec, cwd=tmp_path)
+    p, _ = recording("twice.mkv", 1280, 720)
     p.wait_for(r"^recording: ", timeout=40, which="err")  # the first frame is out: a recording is open
     t1 = p.signal(signal.SIGINT)
     p.wait_for(r"SIGINT: stopping", timeout=5, after=t1 - 1.0, which="err")

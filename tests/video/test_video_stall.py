@@ -3,59 +3,25 @@ retries with backoff, and SIGINT still ends the tool at once."""
 from __future__ import annotations
 
 import signal
-import socket
-import threading
 import time
 
 import pytest
+from video_helpers import SUMMARY, assert_no_traceback
 
 from deblur.video.readers import ReaderOptions
-from deblur.video.source import SourceOptions, State, VideoSource
-from deblur.video.uri import parse_source
-from video_helpers import SUMMARY, assert_no_traceback
+from deblur.video.source import SourceOptions, State
 
 pytest.importorskip("av", reason="network streams are read through PyAV (pip install av)")
 
 
-@pytest.fixture
-def silent_server():
-    """A TCP listener on loopback that accepts every connection and never sends a byte."""
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(64)
-    srv.settimeout(0.2)
-    conns: list[socket.socket] = []
-    done = threading.Event()
-
-    def accept():
-        while not done.is_set():
-            try:
-                c, _ = srv.accept()
-            except (socket.timeout, OSError):
-                continue
-            conns.append(c)
-
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    try:
-        yield srv.getsockname()[1], conns
-    finally:
-        done.set()
-        t.join(2.0)
-        for c in conns:
-            c.close()
-        srv.close()
-
-
 def test_cli_open_deadline_then_sigint(silent_server, spawn_cli, tmp_path):
-    port, conns = silent_server
-    p = spawn_cli("--input", f"rtsp://127.0.0.1:{port}/cam", "--headless", "--open-timeout", "1",
-                  "--stats-every", "0", cwd=tmp_path)
+    p = spawn_cli("--input", silent_server.url("/cam"), "--headless", "--open-timeout", "1", "--stats-every", "0",
+                  cwd=tmp_path)
     t_connecting, _ = p.wait_for(r"source rtsp://127\.0\.0\.1:\d+/cam: CONNECTING$", timeout=30, which="err")
     t_first, m = p.wait_for(r"RECONNECTING \(attempt 1 in [\d.]+ s; no answer within 1 s", timeout=10, which="err")
     waited = t_first - t_connecting
     assert 0.9 <= waited <= 2.0 + 0.3, f"the open gave up after {waited:.2f} s (deadline 1 s)"
-    assert conns, "the client never connected: this was not the open deadline"
+    assert silent_server.conns, "the client never connected: this was not the open deadline"
     t_second, m2 = p.wait_for(r"RECONNECTING \(attempt 2 in (?P<delay>[\d.]+) s", timeout=10, after=t_first + 1e-6,
                               which="err")
     assert t_second - t_first >= 1.0 + 0.4 * 0.8 - 0.1  # the backoff, then another full deadline
@@ -70,20 +36,17 @@ def test_cli_open_deadline_then_sigint(silent_server, spawn_cli, tmp_path):
     assert int(m.group("reconnects")) == err.count("RECONNECTING")  # the counter matches the log
 
 
-def test_source_open_deadline_and_backoff(silent_server, deblur_log):
-    port, _ = silent_server
+def test_source_open_deadline_and_backoff(silent_server, video_source, deblur_log):
     opts = SourceOptions(ReaderOptions(open_timeout=0.5, read_timeout=0.5), backoff_start=0.2, backoff_max=0.4)
-    src = VideoSource(parse_source(f"rtsp://127.0.0.1:{port}/x"), opts, seed=3)
+    src = video_source(silent_server.url(), opts, seed=3, start=False)
     t0 = time.monotonic()
     src.start()
-    try:
-        deadline = t0 + 10
-        while src.reconnects < 3 and time.monotonic() < deadline:
-            assert src.get(0.1) is None
-        assert src.reconnects >= 3
-        assert src.state == State.RECONNECTING
-    finally:
-        src.stop(join=2.0)
+    deadline = t0 + 10
+    while src.reconnects < 3 and time.monotonic() < deadline:
+        assert src.get(0.1) is None
+    assert src.reconnects >= 3
+    assert src.state == State.RECONNECTING
+    src.stop(join=2.0)
     lines = [r for r in deblur_log.records if "RECONNECTING" in r.message]
     assert all("no answer within 0.5 s" in r.message for r in lines)
     gaps = [b.t - a.t for a, b in zip(lines, lines[1:])]
@@ -91,39 +54,33 @@ def test_source_open_deadline_and_backoff(silent_server, deblur_log):
     assert len(lines) <= (time.monotonic() - t0) / 0.6 + 1
 
 
-def test_source_gives_up_after_the_attempts(silent_server, deblur_log):
-    port, _ = silent_server
+def test_source_gives_up_after_the_attempts(silent_server, video_source, deblur_log):
     opts = SourceOptions(ReaderOptions(open_timeout=0.3), reconnect_attempts=2, backoff_start=0.1, backoff_max=0.1)
-    src = VideoSource(parse_source(f"rtsp://127.0.0.1:{port}/x"), opts).start()
-    try:
-        deadline = time.monotonic() + 15
-        with pytest.raises(Exception) as e:
-            while time.monotonic() < deadline:
-                src.get(0.1)
-        assert type(e.value).__name__ == "SourceEnded"
-        assert e.value.state == State.FAILED
-    finally:
-        src.stop()
+    src = video_source(silent_server.url(), opts)
+    deadline = time.monotonic() + 15
+    with pytest.raises(Exception) as e:
+        while time.monotonic() < deadline:
+            src.get(0.1)
+    assert type(e.value).__name__ == "SourceEnded"
+    assert e.value.state == State.FAILED
+    src.stop()
     assert src.state == State.FAILED and src.reconnects == 2
     assert "gave up after 2 reconnect attempt(s)" in src.reason
     assert sum("RECONNECTING" in m for m in deblur_log.messages()) == 2
 
 
-def test_stopped_source_does_not_retry(silent_server, deblur_log):
+def test_stopped_source_does_not_retry(silent_server, video_source, deblur_log):
     """A stop that comes while an open is blocked ends the capture thread when the open returns:
     no RECONNECTING line and no reconnect counted after the stop."""
-    port, _ = silent_server
     opts = SourceOptions(ReaderOptions(open_timeout=1.0), backoff_start=0.2, backoff_max=0.2)
-    src = VideoSource(parse_source(f"rtsp://127.0.0.1:{port}/x"), opts, seed=0).start()
-    try:
-        deadline = time.monotonic() + 10
-        while src.reconnects < 1 and time.monotonic() < deadline:
-            src.get(0.05)
-        assert src.reconnects == 1
-        time.sleep(0.5)  # past the backoff (<= 0.24 s): the second open is blocked now
-        t_stop = time.monotonic()
-    finally:
-        src.stop(join=3.0)
+    src = video_source(silent_server.url(), opts, seed=0)
+    deadline = time.monotonic() + 10
+    while src.reconnects < 1 and time.monotonic() < deadline:
+        src.get(0.05)
+    assert src.reconnects == 1
+    time.sleep(0.5)  # past the backoff (<= 0.24 s): the second open is blocked now
+    t_stop = time.monotonic()
+    src.stop(join=3.0)
     assert not src._thread.is_alive(), "the capture thread did not end after its open deadline"
     late = [r.message for r in deblur_log.between(t_stop) if r.level >= 20]
     assert not any("RECONNECTING" in m or "STALLED" in m for m in late), late
@@ -136,9 +93,8 @@ def test_sigint_during_a_blocked_open_exits_130_not_a_crash(silent_server, spawn
     """SIGINT a moment into a blocked open, so that the open's deadline passes while the process shuts
     down: the tool must wait for its capture thread, or the thread coming back from FFmpeg during
     interpreter shutdown crashes it (SIGSEGV, rc -11, seen about 1 run in 3 before the fix)."""
-    port, _ = silent_server
-    p = spawn_cli("--input", f"rtsp://127.0.0.1:{port}/cam", "--headless", "--open-timeout", "1",
-                  "--stats-every", "0", cwd=tmp_path)
+    p = spawn_cli("--input", silent_server.url("/cam"), "--headless", "--open-timeout", "1", "--stats-every", "0",
+                  cwd=tmp_path)
     _, m = p.wait_for(r"RECONNECTING \(attempt 1 in (?P<delay>[\d.]+) s", timeout=30, which="err")
     time.sleep(float(m.group("delay")) + offset)
     p.stop_with(signal.SIGINT, 130)

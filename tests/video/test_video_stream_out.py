@@ -6,8 +6,7 @@ import socket
 import threading
 
 import pytest
-
-from video_helpers import assert_no_traceback, decode_frames, frame_index, pattern_frame, run_cli, summary, write_video
+from video_helpers import assert_no_traceback, decode_frames, frame_index, run_cli, summary, write_clip
 
 av = pytest.importorskip("av")
 
@@ -21,7 +20,7 @@ def _udp_port() -> int:
 def test_udp_output_reaches_a_receiver(tmp_path):
     n = 40
     clip = tmp_path / "in.mkv"
-    write_video(clip, [pattern_frame(i) for i in range(n)], "ffv1")
+    write_clip(clip, n)
     port = _udp_port()
     received: list[int] = []
     ready = threading.Event()

@@ -153,10 +153,15 @@ def test_latency_report_edges():
     r = LatencyReport(50.0, 74.9, 40.0, 25.0, 10, 10)
     assert not r.grows and r.passed  # within one period
     assert LatencyReport(50.0, 75.1, 40.0, 25.0, 10, 10).grows
-    with pytest.raises(ValueError, match="too few"):
-        latency_report(_run([1.0] * 3), 1.0, 30.0)
-    with pytest.raises(ValueError, match="shorter than two"):
-        latency_report(_run([1.0] * 20), 1.0, 30.0)  # 0.95 s of output
+
+
+@pytest.mark.parametrize("frames, match", [
+    (3, "too few"),
+    (20, "shorter than two"),  # 0.95 s of output
+])
+def test_latency_report_refuses_short_runs(frames, match):
+    with pytest.raises(ValueError, match=match):
+        latency_report(_run([1.0] * frames), 1.0, 30.0)
 
 
 # ------------------------------------------------------------------------------------- views

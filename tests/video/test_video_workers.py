@@ -5,7 +5,7 @@ import random
 import threading
 import time
 
-from video_helpers import frame_index, pattern_frame, write_video
+from video_helpers import frame_index, write_clip
 
 from deblur.video.pipeline import Pipeline, PipelineOptions, Sinks
 from deblur.video.source import VideoSource
@@ -39,25 +39,26 @@ class Collect:
         pass
 
 
+def run_clip(tmp_path, n: int, models: list, **options) -> tuple[str, Collect]:
+    """An ``n``-frame FFV1 clip through a Pipeline with ``models`` as workers: (how it ended, the sink)."""
+    clip = tmp_path / "c.mkv"
+    write_clip(clip, n)
+    sink = Collect()
+    pipe = Pipeline(VideoSource(parse_source(str(clip))), models, Sinks(make_recorders=[lambda size, fps: sink]),
+                    PipelineOptions(stats_every=0, **options), threading.Event())
+    return pipe.run(), sink
+
+
 def test_three_workers_keep_file_order(tmp_path):
     n = 60
-    clip = tmp_path / "c.mkv"
-    write_video(clip, [pattern_frame(i) for i in range(n)], "ffv1")
-    sink = Collect()
     models = [SlowAndUneven(s) for s in range(3)]
-    pipe = Pipeline(VideoSource(parse_source(str(clip))), models, Sinks(make_recorders=[lambda size, fps: sink]),
-                    PipelineOptions(stats_every=0), threading.Event())
-    assert pipe.run() == "eos"
+    ended, sink = run_clip(tmp_path, n, models)
+    assert ended == "eos"
     assert sink.indices == list(range(n))
     assert sum(m.calls for m in models) == n and all(m.calls > 0 for m in models)  # all three worked
 
 
 def test_max_frames_counts_frames_not_workers(tmp_path):
-    clip = tmp_path / "c.mkv"
-    write_video(clip, [pattern_frame(i) for i in range(30)], "ffv1")
-    sink = Collect()
-    pipe = Pipeline(VideoSource(parse_source(str(clip))), [SlowAndUneven(s) for s in range(2)],
-                    Sinks(make_recorders=[lambda size, fps: sink]), PipelineOptions(stats_every=0, max_frames=7),
-                    threading.Event())
-    assert pipe.run() == "max-frames"
+    ended, sink = run_clip(tmp_path, 30, [SlowAndUneven(s) for s in range(2)], max_frames=7)
+    assert ended == "max-frames"
     assert sink.indices == list(range(7))

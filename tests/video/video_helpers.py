@@ -81,6 +81,50 @@ def write_video(path: Path, frames: Iterable[np.ndarray], codec: str = "ffv1", f
     return len(frames)
 
 
+def write_clip(path: Path, n: int, codec: str = "ffv1", w: int = 160, h: int = 120, fps: int = 24,
+               options: dict[str, str] | None = None) -> list[np.ndarray]:
+    """A test clip of ``n`` distinct frames (``pattern_frame(0..n-1)``, ``w`` x ``h``); returns the frames written."""
+    frames = [pattern_frame(i, w, h) for i in range(n)]
+    write_video(path, frames, codec, fps=fps, options=options)
+    return frames
+
+
+def write_images(folder: Path, indices: Iterable[int], w: int, h: int, name: str = "{k:02d}.png") -> list[np.ndarray]:
+    """A new folder of PNGs, the ``k``-th named ``name.format(k=k)`` holding ``pattern_frame(indices[k], w, h)``;
+    returns the frames written, in that order."""
+    import cv2
+
+    folder.mkdir()
+    frames = [pattern_frame(i, w, h) for i in indices]
+    for k, img in enumerate(frames):
+        cv2.imwrite(str(folder / name.format(k=k)), img)
+    return frames
+
+
+def read_all(source, timeout: float = 30.0, delay: float = 0.0) -> list:
+    """Start ``source`` and take every frame until it ends, then stop it; fails the test if it does not
+    end within ``timeout``. ``delay``: seconds a slow consumer sleeps after each frame."""
+    from deblur.video.source import SourceEnded
+
+    frames = []
+    deadline = time.monotonic() + timeout
+    source.start()
+    try:
+        while True:
+            assert time.monotonic() < deadline, f"source did not end within {timeout} s (state {source.state})"
+            try:
+                f = source.get(0.2)
+            except SourceEnded as e:
+                assert e.state == source.state
+                return frames
+            if f is not None:
+                frames.append(f)
+                if delay:
+                    time.sleep(delay)
+    finally:
+        source.stop()
+
+
 def decode_frames(path: Path) -> list[np.ndarray]:
     """Every decodable frame of the first video stream, as BGR."""
     import av

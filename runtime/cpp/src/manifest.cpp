@@ -1,5 +1,5 @@
 // Engine manifest: a tiny JSON reader (just enough for the manifest: objects, arrays, strings,
-// numbers, true/false/null) and the checks of deblur.runtime.manifest, with the same messages.
+// numbers, true/false/null) and the checks of deblur.runtime.contract, with the same messages.
 #include "deblur/manifest.hpp"
 
 #include <algorithm>
@@ -347,8 +347,20 @@ std::string build_command(const std::string& onnx_path, bool fp16) {
   return "deblur-export --onnx " + shell_quote(onnx_path) + (fp16 ? " --fp16" : "") + " --require-engine";
 }
 
+static std::string nchw(const std::array<int, 4>& s) {
+  return std::to_string(s[0]) + "x" + std::to_string(s[1]) + "x" + std::to_string(s[2]) + "x" + std::to_string(s[3]);
+}
+
+// As contract.build_command in Python: the profile travels with the command, static as --static HxW.
 std::string rebuild_command(const Manifest& m, const std::string& engine_path) {
-  return build_command(m.source_onnx.empty() ? default_onnx(engine_path) : m.source_onnx, m.precision == "fp16");
+  std::string cmd = build_command(m.source_onnx.empty() ? default_onnx(engine_path) : m.source_onnx, m.precision == "fp16");
+  std::string shapes;
+  if (m.profile_min == m.profile_max) {
+    shapes = " --static " + std::to_string(m.profile_min[2]) + "x" + std::to_string(m.profile_min[3]);
+  } else {
+    shapes = " --min-shape " + nchw(m.profile_min) + " --opt-shape " + nchw(m.profile_opt) + " --max-shape " + nchw(m.profile_max);
+  }
+  return cmd.insert(cmd.size() - std::string(" --require-engine").size(), shapes);
 }
 
 Manifest read_manifest(const std::string& engine_path) {

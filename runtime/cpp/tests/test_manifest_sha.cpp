@@ -16,6 +16,9 @@
 #include "deblur/manifest.hpp"
 #include "sha256.hpp"
 
+// The sample manifest's profile, as the rebuild command spells it (contract.build_command in Python).
+#define PROFILE_FLAGS "--min-shape 1x3x64x64 --opt-shape 1x3x720x1280 --max-shape 1x3x1088x1920"
+
 namespace fs = std::filesystem;
 
 static int failures = 0;
@@ -133,10 +136,10 @@ static void test_parse() {
   CHECK(m.profile_max == (std::array<int, 4>{1, 3, 1088, 1920}));
   CHECK_EQ(deblur::manifest_path("out/g_fp16.engine"), std::string("out/g_fp16.engine.json"));
   CHECK_EQ(deblur::rebuild_command(m, "out/g_fp16.engine"),
-           std::string("deblur-export --onnx g_fp16.onnx --fp16 --require-engine"));
+           std::string("deblur-export --onnx g_fp16.onnx --fp16 " PROFILE_FLAGS " --require-engine"));
   deblur::Manifest no_src = deblur::parse_manifest(sample_json(sha, "null"));
   CHECK_EQ(deblur::rebuild_command(no_src, "out/my model.engine"),
-           std::string("deblur-export --onnx 'my model.onnx' --fp16 --require-engine"));
+           std::string("deblur-export --onnx 'my model.onnx' --fp16 " PROFILE_FLAGS " --require-engine"));
 }
 
 static void test_parse_errors() {
@@ -187,7 +190,7 @@ static void test_check(const fs::path& dir) {
   std::string e = error_of([&] { deblur::check_manifest(m, ep, "10.7.0", "8.7"); });
   CHECK_EQ(e, ep + ": built with TensorRT 10.3.0 (manifest) but this machine has TensorRT 10.7.0; engines only run "
                    "on the TensorRT version that built them; rebuild on this machine: deblur-export --onnx g_fp16.onnx "
-                   "--fp16 --require-engine");
+                   "--fp16 " PROFILE_FLAGS " --require-engine");
   e = error_of([&] { deblur::check_manifest(m, ep, "10.3.0", "8.6"); });
   CHECK(contains(e, "built for compute capability 8.7 (Orin, manifest) but this GPU is 8.6; engines only run on the "
                     "GPU architecture that built them"));
@@ -199,11 +202,11 @@ static void test_check(const fs::path& dir) {
   CHECK(contains(e, ep + ": engine file changed since its manifest was written (SHA-256 manifest " + sha.substr(0, 12) +
                         "\u2026 vs file " + changed.substr(0, 12) + "\u2026); built with TensorRT 10.3.0"));
   CHECK(contains(e, "; built for compute capability 8.7"));
-  CHECK(contains(e, "; rebuild on this machine: deblur-export --onnx g_fp16.onnx --fp16 --require-engine"));
+  CHECK(contains(e, "; rebuild on this machine: deblur-export --onnx g_fp16.onnx --fp16 " PROFILE_FLAGS " --require-engine"));
 
   fs::remove(engine);
   CHECK_EQ(error_of([&] { deblur::check_manifest(m, ep, "10.3.0", "8.7"); }),
-           ep + ": engine file not found; rebuild it: deblur-export --onnx g_fp16.onnx --fp16 --require-engine");
+           ep + ": engine file not found; rebuild it: deblur-export --onnx g_fp16.onnx --fp16 " PROFILE_FLAGS " --require-engine");
   const std::string other = (dir / "other.engine").string();
   CHECK_EQ(error_of([&] { deblur::read_manifest(other); }),
            "no manifest beside the engine (expected " + other +

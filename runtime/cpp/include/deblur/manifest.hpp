@@ -1,6 +1,6 @@
 // The JSON manifest beside every engine (g_fp16.engine.json), read without TensorRT or CUDA.
 //
-// Mirrors deblur.runtime.manifest (Python): same required fields, same validation and the same
+// Mirrors deblur.runtime.contract (Python): same required fields, same validation and the same
 // one-line messages, so a robot sees the same "rebuild on this machine: ..." advice from C++ as
 // from Python. An engine only runs on the TensorRT major.minor and the GPU architecture that built
 // it; checking this first replaces TensorRT's "magicTag"/"Version tag does not match" failures.

@@ -1,7 +1,9 @@
-"""``ModelSpec``: the architecture description that travels with every artifact.
+"""``ModelSpec`` and its registry: the generator and its I/O contract, travelling with every artifact.
 
 Torch-free, so the runtime can read a spec out of ONNX metadata or an engine manifest on a
 machine without torch. Specs are plain data: ``to_dict``/``from_dict`` round-trip through JSON.
+Everything a runtime derives from a model (pad multiple, minimum size, colour order, value range)
+is derived here and nowhere else. Critic settings are training settings (``TrainConfig``).
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from deblur.train.errors import InputError
+from deblur.runtime.errors import InputError
 
 SPEC_FORMAT_VERSION = 1
 
@@ -32,8 +34,6 @@ class ModelSpec:
     learn_residual: bool = True
     input_range: tuple[float, float] = (-1.0, 1.0)
     color_order: str = "RGB"
-    ndf: int = 64
-    n_layers_d: int = 3
     description: str = ""
     format_version: int = field(default=SPEC_FORMAT_VERSION)
 
@@ -57,6 +57,7 @@ class ModelSpec:
         d = dataclasses.asdict(self)
         d["input_range"] = list(self.input_range)
         d["pad_multiple"] = self.pad_multiple
+        d["min_size"] = self.min_size
         return d
 
     def to_json(self) -> str:
@@ -74,7 +75,7 @@ class ModelSpec:
                 hint="upgrade deblur-edge",
             )
         known = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in d.items() if k in known}
+        kwargs = {k: v for k, v in d.items() if k in known}  # derived keys (pad_multiple) and old critic keys drop
         if "input_range" in kwargs:
             kwargs["input_range"] = tuple(float(v) for v in kwargs["input_range"])
         return cls(**kwargs)

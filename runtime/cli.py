@@ -10,7 +10,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from deblur.train.errors import DeblurError
+from deblur.runtime.errors import DeblurError
 
 log = logging.getLogger("deblur")
 

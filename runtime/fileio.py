@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from deblur.train.errors import InputError
+from deblur.runtime.errors import InputError
 
 
 @contextlib.contextmanager

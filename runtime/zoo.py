@@ -1,11 +1,12 @@
-"""Names for bundled models (``default``), resolved to files inside the package. Torch-free."""
+"""The files this package ships: bundled models (``default``) and the parity photos. Torch-free."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from deblur.train.errors import InputError
+from deblur.runtime.errors import InputError
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
+PARITY_IMAGES = Path(__file__).resolve().parent / "parity_images"  # real photos for the gate and deblur-bench
 BUNDLED = {"default": {"torch": "default.safetensors", "onnxruntime": "default.onnx"}}
 
 

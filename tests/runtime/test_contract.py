@@ -9,11 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from deblur.runtime.manifest import (EngineManifest, ManifestError, check_manifest, manifest_path, read_manifest,
-                                     write_manifest)
-from deblur.train.errors import DeblurError
+from deblur.runtime.contract import (
+    EngineManifest,
+    ManifestError,
+    check_manifest,
+    manifest_path,
+    read_manifest,
+    write_manifest,
+)
+from deblur.runtime.errors import DeblurError, InputError
 
 ENGINE_BYTES = b"\x00engine bytes\xff" * 10
+
+PROFILE = "--min-shape 1x3x64x64 --opt-shape 1x3x720x1280 --max-shape 1x3x1088x1920"  # the rebuild keeps the profile
 
 
 def _engine(tmp_path: Path, source_onnx: str | None = "g_fp16.onnx") -> tuple[Path, EngineManifest]:
@@ -62,7 +70,7 @@ def test_check_sha_mismatch(tmp_path):
     msg = str(e.value)
     actual = hashlib.sha256(ENGINE_BYTES + b"x").hexdigest()
     assert "engine file changed" in msg and m.engine_sha256[:12] in msg and actual[:12] in msg
-    assert "deblur-export --onnx g_fp16.onnx --fp16 --require-engine" in msg
+    assert "deblur-export --onnx g_fp16.onnx --fp16 " + PROFILE + " --require-engine" in msg
 
 
 def test_check_tensorrt_version_mismatch(tmp_path):
@@ -72,7 +80,7 @@ def test_check_tensorrt_version_mismatch(tmp_path):
     msg = str(e.value)
     assert "TensorRT 10.3.0 (manifest)" in msg and "this machine has TensorRT 10.7.0" in msg
     assert "only run on the TensorRT version that built them" in msg
-    assert "rebuild on this machine: deblur-export --onnx g_fp16.onnx --fp16 --require-engine" in msg
+    assert "rebuild on this machine: deblur-export --onnx g_fp16.onnx --fp16 " + PROFILE + " --require-engine" in msg
     assert "SHA-256" not in msg and "compute capability" not in msg
 
 
@@ -83,7 +91,7 @@ def test_check_compute_capability_mismatch(tmp_path):
         check_manifest(m, engine, tensorrt_version="10.3.1", compute_capability="8.9")
     msg = str(e.value)
     assert "compute capability 8.7 (Orin, manifest)" in msg and "this GPU is 8.9" in msg
-    assert msg.endswith("rebuild on this machine: deblur-export --onnx g_fp16.onnx --require-engine")  # name guessed
+    assert msg.endswith("rebuild on this machine: deblur-export --onnx g_fp16.onnx " + PROFILE + " --require-engine")  # name guessed
 
 
 def test_check_reports_all_mismatches_at_once(tmp_path):
@@ -139,7 +147,47 @@ def test_invalid_field_values(tmp_path, field, value, message):
 def test_imports_without_torch_or_tensorrt():
     """Robots import the manifest (and the build module's helpers) with neither torch nor TensorRT."""
     code = ("import sys\nfor m in ('torch', 'tensorrt', 'cuda', 'onnx', 'onnxruntime'):\n    sys.modules[m] = None\n"
-            "import deblur.runtime.manifest, deblur.export.tensorrt_build as tb\n"
+            "import deblur.runtime.contract, deblur.export.tensorrt_build as tb\n"
             "print(tb.tensorrt_unavailable_reason())")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.startswith("TensorRT is not installed"), r.stderr
+
+
+# ------------------------------------------------------------------------------------ ONNX contract
+
+
+def test_onnx_contract_round_trips_through_props():
+    from deblur.runtime.contract import FP16_KEY, METADATA_KEY, OnnxContract, is_fp16
+    from deblur.runtime.spec import get_spec
+
+    c = OnnxContract(get_spec("deblurgan-pico-d3"), (64, 104), {"checkpoint": "g.pth"}, {"opset": "17"}, ("phase_tail",))
+    props = c.to_props()
+    assert list(props) == [METADATA_KEY] and not is_fp16(props) and is_fp16({**props, FP16_KEY: "{}"})
+    back = OnnxContract.from_props(props, "g.onnx")
+    assert back == c and back.spec.pad_multiple == 8
+    meta = json.loads(props[METADATA_KEY])
+    assert meta["spec"]["pad_multiple"] == 8 and meta["spec"]["min_size"] == 16  # derived, for readers without the spec class
+    assert meta["input"]["color_order"] == "RGB" and meta["input"]["range"] == [-1.0, 1.0]
+
+
+@pytest.mark.parametrize("props,expect", [
+    ({}, "without deblur-edge metadata"),
+    ({"deblur": "{not json"}, "unreadable deblur-edge metadata"),
+    ({"deblur": '{"format_version": 1}'}, "unreadable deblur-edge metadata"),
+    ({"deblur": '{"format_version": 9, "spec": {"name": "x"}}'}, "newer than this deblur-edge"),
+])
+def test_onnx_contract_refuses_bad_metadata(props, expect):
+    from deblur.runtime.contract import OnnxContract
+
+    with pytest.raises(InputError, match=expect) as e:
+        OnnxContract.from_props(props, "m.onnx")
+    assert "m.onnx" in str(e.value)
+
+
+def test_the_bundled_onnx_reads_with_the_contract():
+    """The shipped file was written before the contract class: it must still read (old keys are derived now)."""
+    from deblur.runtime.contract import read_onnx_contract
+    from deblur.runtime.zoo import MODELS_DIR
+
+    c = read_onnx_contract(MODELS_DIR / "default.onnx")
+    assert c.spec.name == "deblurgan-pico" and c.spec.pad_multiple == 4 and c.graph_rewrites

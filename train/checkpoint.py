@@ -32,7 +32,7 @@ from deblur.runtime.errors import (
 from deblur.runtime.fileio import atomic_path, sha256_file
 from deblur.runtime.spec import ModelSpec, get_spec, list_specs
 from deblur.runtime.zoo import resolve_model
-from deblur.train.networks import Generator
+from deblur.train.networks import build_generator
 
 log = logging.getLogger("deblur")
 
@@ -148,10 +148,10 @@ def load_generator_weights(
 
 def load_generator(
     path: str | Path, spec: ModelSpec | str | None = None, prefer_ema: bool = True, device: str | torch.device = "cpu"
-) -> tuple[Generator, GeneratorWeights]:
+) -> tuple[nn.Module, GeneratorWeights]:
     """A ready generator in eval mode (dropout off, per-image InstanceNorm) and its provenance."""
     weights = load_generator_weights(path, spec, prefer_ema)
-    model = Generator(weights.spec)
+    model = build_generator(weights.spec)
     model.load_state_dict(weights.state_dict, strict=True)
     model.eval().requires_grad_(False)
     log.debug("loaded %s as %s (%s)", weights.path, weights.spec.name, weights.layout)
@@ -365,7 +365,7 @@ def infer_spec(state: dict[str, torch.Tensor], path: Path, layout: str) -> Model
 def check_state(state: dict[str, torch.Tensor], spec: ModelSpec, path: Path, layout: str) -> None:
     """Strict key and shape check with a readable one-line diff (CK-6)."""
     with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in Generator(spec).state_dict().items()}
+        expected = {k: tuple(v.shape) for k, v in build_generator(spec).state_dict().items()}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     shaped = [

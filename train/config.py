@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,20 @@ class TrainConfig:
     noise_shot_max: float = 0.0  # shot-noise gain ~ U(0, max): variance += gain * value
     jpeg_prob: float = 0.0
     jpeg_min_quality: int = 40
+    # synthesis (realistic blur): speed and realism of synthetic pairs; all off by default (the paper's synthesis
+    # bit for bit). See datasets.SynthOptions, shake.Realism, sensor.SensorParams.
+    kernel_bank: int = 0  # N > 0: N trajectory PSFs built once from the seed, picked per sample (0 = a new path per sample)
+    blur_min_len: float = 0.0  # > 0: path lengths log-uniform in [min, blur_max_len] px, full exposure (0 = authors: max_len x 1/10, 1/2, 1)
+    pair_reuse: int = 1  # K > 1: K items (sub-crops, flips, transposes) cut from one synthesised patch; must divide batch
+    linear_light: bool = False  # trajectory blur in linear light (inverse camera curve before, curve after)
+    camera_curve: str = "gamma"  # gamma (2.2 power) | srgb: the curve for linear light and linear-light noise
+    highlights: float = 0.0  # probability per image of boosting near-white pixels before the blur (needs linear_light)
+    highlight_gain: float = 4.0  # boost ~ U(1.5, gain) in linear light; clipped after the blur
+    noise_model: str = "srgb"  # srgb (noise_read_max/noise_shot_max) | poisson-gaussian (linear light, before the curve)
+    noise_gain_min: float = 1e-4  # poisson-gaussian shot gain ~ log-uniform(min, max); read noise follows it
+    noise_gain_max: float = 4e-3  # 1e-4 -> ~1, 1e-3 -> ~3, 4e-3 -> ~6 8-bit levels of noise
+    shake_max_step: float = 0.0  # gopro branch: sub-frames interpolated to <= this many px apart (0 = 9 drawn: fast pans ghost)
+    shake_pan_max: float = 500.0  # gopro branch: pan speed ~ U(0, max) px/s; the 37.5 ms exposure smears up to max / 26.7 px
     crop: int = 256
     halve: bool = False  # the authors halve 1280x720 GoPro frames to 640x360
     max_side: int = 0  # synthetic pairs: downscale photos whose long side is larger (0 = keep)
@@ -69,6 +84,12 @@ class TrainConfig:
     perceptual_after_relu: bool = False  # authors: conv3_3 before ReLU
     perceptual_imagenet_norm: bool = True
     ema: float = 0.999  # 0 disables the EMA generator
+    # recipe (beyond the paper): see docs/MODEL_CARD.md for the one the default model was trained with
+    optimizer: str = "adam"  # adam (paper) | adamw
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay
+    fft_weight: float = 0.0  # + fft_weight x L1 of the error's FFT, inside the content term
+    clip_grad: float = 0.0  # > 0: clip the generator's gradient norm (a spike can push a norm-free net into the clamp)
+    init: str | None = None  # generator weights to start from (fresh optimiser): ours, "default", or the authors' file
     amp: str = "auto"  # auto (bf16 autocast on CUDA where supported) | off
     # run
     out: str = "runs/deblur"
@@ -94,7 +115,8 @@ class TrainConfig:
         return cfg
 
 
-_CHOICES = {"content": ("perceptual", "l1", "l2"), "gp": ("per-sample", "authors"), "amp": ("auto", "off")}
+_CHOICES = {"content": ("perceptual", "l1", "l2", "charbonnier"), "gp": ("per-sample", "authors"), "amp": ("auto", "off"),
+            "optimizer": ("adam", "adamw")}
 
 
 def set_value(cfg: TrainConfig, key: str, value: Any) -> None:
@@ -189,3 +211,32 @@ def validate(cfg: TrainConfig) -> None:
         raise InputError(str(e), hint="noise_*_max >= 0, jpeg_prob in [0, 1], jpeg_min_quality in [1, 95]") from None
     if not 0 <= cfg.ema < 1:
         raise InputError(f"ema must be in [0, 1), got {cfg.ema}")
+    for name in ("weight_decay", "fft_weight", "adv_weight", "content_weight", "clip_grad"):
+        if not (getattr(cfg, name) >= 0 and math.isfinite(getattr(cfg, name))):
+            raise InputError(f"{name} must be a finite number >= 0, got {getattr(cfg, name)}")
+    if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
+        raise InputError(f"lr must be a finite number > 0, got {cfg.lr}")
+    # synthesis (realistic blur)
+    from deblur.train.psf import CURVES
+    from deblur.train.sensor import NOISE_MODELS
+
+    if cfg.kernel_bank < 0:
+        raise InputError(f"kernel_bank must be 0 (off) or a bank size, got {cfg.kernel_bank}")
+    if not 0 <= cfg.blur_min_len <= cfg.blur_max_len:
+        raise InputError(f"blur_min_len must be 0 (off) or in (0, blur_max_len = {cfg.blur_max_len}], got {cfg.blur_min_len}")
+    if cfg.pair_reuse < 1 or cfg.batch % cfg.pair_reuse:
+        raise InputError(f"pair_reuse must be at least 1 and divide batch ({cfg.batch}), got {cfg.pair_reuse}")
+    if cfg.camera_curve not in CURVES:
+        raise InputError(f"bad camera_curve {cfg.camera_curve!r}", hint=f"choose one of {', '.join(CURVES)}")
+    if not 0 <= cfg.highlights <= 1 or cfg.highlight_gain < 1.5:
+        raise InputError(f"need highlights in [0, 1] and highlight_gain >= 1.5, got {cfg.highlights}, {cfg.highlight_gain}")
+    if cfg.highlights > 0 and not cfg.linear_light:
+        raise InputError("highlights need linear-light blur", hint="add --set linear_light=true")
+    if cfg.noise_model not in NOISE_MODELS:
+        raise InputError(f"bad noise_model {cfg.noise_model!r}", hint=f"choose one of {', '.join(NOISE_MODELS)}")
+    if not 0 < cfg.noise_gain_min <= cfg.noise_gain_max <= 1:
+        raise InputError(f"need 0 < noise_gain_min <= noise_gain_max <= 1, got {cfg.noise_gain_min}, {cfg.noise_gain_max}")
+    if cfg.noise_model == "poisson-gaussian" and (cfg.noise_read_max or cfg.noise_shot_max):
+        raise InputError("noise_model=poisson-gaussian replaces noise_read_max/noise_shot_max", hint="set both to 0")
+    if cfg.shake_max_step < 0 or cfg.shake_pan_max < 0:
+        raise InputError(f"shake_max_step and shake_pan_max must be >= 0, got {cfg.shake_max_step}, {cfg.shake_pan_max}")

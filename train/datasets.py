@@ -9,6 +9,7 @@ and passed over; only a dataset with nothing usable is an error.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import math
 from collections.abc import Sequence
@@ -26,9 +27,10 @@ from deblur.runtime.images import IMAGE_SUFFIXES, list_images, read_rgb
 from deblur.runtime.prepost import U8_TO_UNIT
 from deblur.train.blur_io import rng_for
 from deblur.train.images import fit_long_side, spread_evenly
-from deblur.train.psf import TrajectoryParams
-from deblur.train.sensor import SensorParams, degrade
-from deblur.train.shake import ShakeParams, make_pair
+from deblur.train.kernel_bank import kernel_bank
+from deblur.train.psf import TrajectoryParams, crop_psf, random_psf
+from deblur.train.sensor import SensorParams, degrade, finish
+from deblur.train.shake import Realism, ShakeParams, make_pair, render
 
 log = logging.getLogger("deblur")
 PathLike = str | Path
@@ -78,6 +80,62 @@ def _margin(method: str, params: Any) -> int:
         return (params or TrajectoryParams()).canvas // 2 + 1
     p = params or ShakeParams()
     return math.ceil(p.pan_speed[1] * p.subframes / p.sample_rate / 2 + 4 * p.jitter_px) + 4
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthOptions:
+    """Speed and realism options of ``SyntheticDataset``. The defaults are the paper's synthesis, bit for bit.
+
+    bank=0: a new random trajectory per trajectory-branch sample (``random_trajectory``, a Python
+    loop of several ms); N > 0: PSFs from a ``kernel_bank.KernelBank`` of N trajectories built
+    once from the dataset seed (validation sets use a separate stream of the seed, so their kernels
+    are never trained on). min_len=0.0: path lengths as the authors (every path the trajectory
+    params' max_len, exposure fractions 1/10, 1/2, 1); > 0: log-uniform in [min_len, max_len] px at
+    full exposure (with or without a bank). reuse=1: K > 1 cuts K training items (random sub-crops,
+    flips and transposes, each with its own sensor noise) from one synthesised patch of about
+    crop * (1 + (sqrt(K) - 1) / 2) px a side (see ``SyntheticDataset``). realism: ``shake.Realism``
+    (linear light, camera curve, saturated highlights); the sensor noise model is in ``SensorParams``.
+    """
+
+    bank: int = 0
+    min_len: float = 0.0
+    reuse: int = 1
+    realism: Realism = dataclasses.field(default_factory=Realism)
+
+    def __post_init__(self) -> None:
+        if self.bank < 0 or self.min_len < 0 or self.reuse < 1:
+            raise InputError(f"need bank >= 0, min_len >= 0 and reuse >= 1, got {self.bank}, {self.min_len}, {self.reuse}")
+
+    @property
+    def active(self) -> bool:
+        return self.bank > 0 or self.min_len > 0 or self.reuse > 1 or self.realism.active
+
+
+def synthesis_options(cfg: Any) -> tuple[Methods, SensorParams, SynthOptions]:
+    """(methods, sensor, synth) for ``build_dataset``/``build_validation`` from a ``TrainConfig``.
+
+    Trajectory paths are ``blur_max_len`` long on a canvas of at least 64 px that fits them (64 up
+    to 60 px, the authors'); the GoPro-style branch gets ``shake_pan_max`` and ``shake_max_step``
+    (None, i.e. ``ShakeParams()``, at their defaults). With every synthesis setting at its default
+    this is exactly the paper's synthesis.
+    """
+    length = float(cfg.blur_max_len)
+    traj = TrajectoryParams(max_len=length, canvas=max(64, 2 * math.ceil(length / 2) + 4))
+    shake = None
+    if cfg.shake_max_step or cfg.shake_pan_max != ShakeParams().pan_speed[1]:
+        shake = ShakeParams(pan_speed=(0.0, float(cfg.shake_pan_max)), max_step=float(cfg.shake_max_step))
+    methods = tuple((name, weight, traj if name == "trajectory" else shake) for name, weight in cfg.blur_methods.items())
+    sensor = SensorParams(cfg.noise_read_max, cfg.noise_shot_max, cfg.jpeg_prob, cfg.jpeg_min_quality,
+                          model=cfg.noise_model, gain=(float(cfg.noise_gain_min), float(cfg.noise_gain_max)))
+    realism = Realism(linear=cfg.linear_light, curve=cfg.camera_curve, highlights=float(cfg.highlights),
+                      highlight_gain=float(cfg.highlight_gain))
+    synth = SynthOptions(bank=int(cfg.kernel_bank), min_len=float(cfg.blur_min_len), reuse=int(cfg.pair_reuse),
+                         realism=realism)
+    return methods, sensor, synth
+
+
+#: Synthesised patches kept per process for ``SynthOptions.reuse`` (a batch touches batch / K of them).
+REUSE_CACHE = 8
 
 
 class _Base(Dataset):
@@ -242,14 +300,31 @@ class SyntheticDataset(_Base):
     larger photos on load (multi-megapixel wallpapers to camera-frame scale, where a crop holds
     detail rather than one smooth patch); ``cache`` keeps up to ``CACHE_BYTES`` of decoded photos
     per process, least recently used out (decoding a 6 MP JPEG costs more than blurring a crop).
+
+    ``synth`` (``SynthOptions``) turns on the kernel bank, path-length range, pair reuse and the
+    realism options; with any of them the pair is made by ``shake.render`` (blurred image kept in
+    float, linear light where asked) and ``sensor.finish`` (noise in linear light for the
+    poisson-gaussian model, clip, camera curve, 8-bit noise, JPEG), still on the blurred input only.
+    Pair reuse (K = ``synth.reuse`` > 1, training sets with a crop only) groups items by their
+    position in this epoch's sampling order, ``numpy.random.default_rng([seed, epoch]).permutation(len)``
+    (``distributed.StepBatches``'s order, so a batch of B items needs about B / K patches and one
+    DataLoader worker makes them all): group g = position // K is one patch of the photo at the
+    group's first position, synthesised from ``default_rng([seed, g, epoch, 3])`` and cached per
+    process; each item draws its sub-crop, flip/transpose and noise from its own generator. Items
+    stay a pure function of (seed, epoch, index); only the cache hit rate depends on the order.
     """
 
     def __init__(self, sharp_dirs: PathLike | Sequence[PathLike], crop: int | None = 256,
                  methods: Methods = (("trajectory", 1.0),), flip: bool = True, halve: bool = False,
                  seed: int = 0, length: int | None = None, fixed: bool = False,
-                 sensor: SensorParams = SensorParams(), max_side: int | None = None, cache: bool = True):
+                 sensor: SensorParams = SensorParams(), max_side: int | None = None, cache: bool = True,
+                 synth: SynthOptions = SynthOptions()):
         super().__init__(crop, flip, halve, seed, fixed)
-        self.sensor, self.max_side, self.cache = sensor, max_side, cache
+        self.sensor, self.max_side, self.cache, self.synth = sensor, max_side, cache, synth
+        self._banks: dict[int, Any] = {}  # method position -> KernelBank
+        self._pairs: collections.OrderedDict[tuple[int, int], tuple] = collections.OrderedDict()
+        self._order_cache: tuple[tuple[int, int], np.ndarray, np.ndarray] | None = None
+        self.renders = 0  # patches synthesised in this process (pair reuse: fewer than items)
         self._cache: collections.OrderedDict[Path, np.ndarray] = collections.OrderedDict()
         self._cache_bytes = 0
         dirs = [Path(sharp_dirs)] if isinstance(sharp_dirs, (str, Path)) else [Path(d) for d in sharp_dirs]
@@ -268,6 +343,10 @@ class SyntheticDataset(_Base):
             raise InputError(f"no usable sharp images ({' '.join(IMAGE_SUFFIXES)}, searched recursively) in "
                              + ", ".join(map(str, dirs)), hint="short sides must be at least crop/2 px (after halving)")
         self.length = None if length is None else int(length)
+        for k, (method, _, params) in enumerate(self.methods):
+            if method == "trajectory" and synth.bank:  # built now, so forked workers inherit it
+                self._banks[k] = kernel_bank(self.seed + (2**32 if fixed else 0), synth.bank,
+                                             params or TrajectoryParams(), synth.min_len)
 
     def _photo(self, path: Path) -> np.ndarray | None:
         """The decoded photo (long side capped at ``max_side``), from this process's cache if ``cache``."""
@@ -285,7 +364,8 @@ class SyntheticDataset(_Base):
                 self._cache_bytes -= self._cache.popitem(last=False)[1].nbytes
         return img
 
-    def _load(self, index: int, rng: np.random.Generator) -> dict[str, Any] | None:
+    def _load_paper(self, index: int, rng: np.random.Generator) -> dict[str, Any] | None:
+        """The original synthesis (``SynthOptions()``): ``make_pair`` then ``degrade``."""
         path, name = self.entries[index % len(self.entries)]
         img = self._photo(path)
         if img is None:
@@ -303,6 +383,92 @@ class SyntheticDataset(_Base):
         blurred, sharp = make_pair(patch, rng, method, params)
         inner = np.s_[t - t0:t - t0 + ch, l - l0:l - l0 + cw]
         return self._finish(degrade(np.ascontiguousarray(blurred[inner]), rng, self.sensor), sharp[inner], name, rng)
+
+    def _load(self, index: int, rng: np.random.Generator) -> dict[str, Any] | None:
+        if not self.synth.active:
+            return self._load_paper(index, rng)
+        if self.synth.reuse > 1 and not self.fixed and self.crop is not None:
+            return self._load_reused(index, rng)
+        path, name = self.entries[index % len(self.entries)]
+        img = self._photo(path)
+        if img is None:
+            self._skip(path, "cannot decode the image")
+            return None
+        rng = rng_for(self.seed, name) if self.fixed else rng
+        blur, sharp, linear = self._synthesise(_fit(img, self.crop, self.halve), rng, self.crop, not self.fixed)
+        return self._finish(finish(blur, rng, self.sensor, self.synth.realism.curve, linear), sharp, name, rng)
+
+    def _kernel(self, k: int, params: TrajectoryParams | None, rng: np.random.Generator) -> np.ndarray:
+        """A trajectory PSF: from the bank, or drawn now (at a log-uniform length when ``min_len``), cropped."""
+        if k in self._banks:
+            return self._banks[k].draw(rng)
+        p = params or TrajectoryParams()
+        if self.synth.min_len:
+            length = math.exp(rng.uniform(math.log(self.synth.min_len), math.log(p.max_len)))
+            p = dataclasses.replace(p, max_len=length, fractions=(1.0,))
+        return crop_psf(random_psf(rng, p))
+
+    def _synthesise(self, img: np.ndarray, rng: np.random.Generator, crop: int | None,
+                    random_box: bool) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(blurred float, sharp uint8, linear) of one crop (random, or centred) of a fitted photo, with a
+        margin of context blurred and cut away. Draws the method, the PSF, the box, then ``render``'s."""
+        k = int(rng.choice(len(self.methods), p=self._p)) if len(self.methods) > 1 else 0
+        method, _, params = self.methods[k]
+        psf = self._kernel(k, params, rng) if method == "trajectory" else None
+        m = max(psf.shape) // 2 + 1 if psf is not None else _margin(method, params)
+        h, w = img.shape[:2]
+        t, l, ch, cw = _box(h, w, crop, rng if random_box else None)
+        t0, l0 = max(0, t - m), max(0, l - m)
+        patch = np.ascontiguousarray(img[t0:min(h, t + ch + m), l0:min(w, l + cw + m)])
+        blurred, sharp, linear = render(patch, rng, method, params, self.synth.realism, psf)
+        inner = np.s_[t - t0:t - t0 + ch, l - l0:l - l0 + cw]
+        self.renders += 1
+        return np.ascontiguousarray(blurred[inner]), np.ascontiguousarray(sharp[inner]), linear
+
+    def _order(self) -> tuple[np.ndarray, np.ndarray]:
+        """(order, position): this epoch's sampling permutation of range(len) and its inverse."""
+        key = (self.epoch, len(self))
+        if self._order_cache is None or self._order_cache[0] != key:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self))
+            pos = np.empty_like(order)
+            pos[order] = np.arange(len(order))
+            self._order_cache = (key, order, pos)
+        return self._order_cache[1], self._order_cache[2]
+
+    def _load_reused(self, index: int, rng: np.random.Generator) -> dict[str, Any] | None:
+        """One of K items cut from the patch of its group (see the class docstring)."""
+        reuse, crop = self.synth.reuse, int(self.crop)
+        order, pos = self._order()
+        group = int(pos[index]) // reuse
+        key = (self.epoch, group)
+        hit = self._pairs.get(key)
+        if hit is None:
+            path, name = self.entries[int(order[group * reuse]) % len(self.entries)]
+            img = self._photo(path)
+            if img is None:
+                self._skip(path, "cannot decode the image")
+                return None
+            img = _fit(img, crop, self.halve)
+            side = min(img.shape[0], img.shape[1], round(crop * (1 + (math.sqrt(reuse) - 1) / 2)))
+            hit = (*self._synthesise(img, np.random.default_rng([self.seed, group, self.epoch, 3]), side, True), name)
+            self._pairs[key] = hit
+            while len(self._pairs) > REUSE_CACHE:
+                self._pairs.popitem(last=False)
+        else:
+            self._pairs.move_to_end(key)
+        blur, sharp, linear, name = hit
+        top, left = int(rng.integers(0, blur.shape[0] - crop + 1)), int(rng.integers(0, blur.shape[1] - crop + 1))
+        b, s = blur[top:top + crop, left:left + crop], sharp[top:top + crop, left:left + crop]
+        if self.flip:  # one of the 8 flips/transposes of the square, the same for both images
+            d = int(rng.integers(8))
+            if d & 4:
+                b, s = b.transpose(1, 0, 2), s.transpose(1, 0, 2)
+            if d & 2:
+                b, s = b[::-1], s[::-1]
+            if d & 1:
+                b, s = b[:, ::-1], s[:, ::-1]
+        out = finish(np.ascontiguousarray(b), rng, self.sensor, self.synth.realism.curve, linear)
+        return {"blur": _tensor(out), "sharp": _tensor(np.ascontiguousarray(s)), "name": name}
 
 
 class MixedDataset(_Base):
@@ -387,7 +553,8 @@ def build_dataset(pairs: PathLike | None = None, sharp: PathLike | Sequence[Path
                   crop: int = 256, flip: bool = True, halve: bool = False, seed: int = 0,
                   synthetic_ratio: float = 2.0, methods: Methods = (("trajectory", 1.0),),
                   blur_folder: str = "blur", length: int | None = None,
-                  sensor: SensorParams = SensorParams(), max_side: int | None = None) -> Dataset:
+                  sensor: SensorParams = SensorParams(), max_side: int | None = None,
+                  synth: SynthOptions = SynthOptions()) -> Dataset:
     """Training data: ``sharp`` -> synthetic, ``pairs`` -> paired/GoPro, both -> synthetic:real mix."""
     if pairs is None and sharp is None:
         raise InputError("no training data given", hint="pass paired/GoPro pairs, sharp photos, or both")
@@ -399,14 +566,16 @@ def build_dataset(pairs: PathLike | None = None, sharp: PathLike | Sequence[Path
         if length is not None:
             real.length = int(length)
         return real
-    synth = SyntheticDataset(sharp, methods=methods, length=None if real else length, sensor=sensor, max_side=max_side, **common)
-    return synth if real is None else MixedDataset([(synth, synthetic_ratio), (real, 1.0)], length, seed)
+    made = SyntheticDataset(sharp, methods=methods, length=None if real else length, sensor=sensor, max_side=max_side,
+                            synth=synth, **common)
+    return made if real is None else MixedDataset([(made, synthetic_ratio), (real, 1.0)], length, seed)
 
 
 def build_validation(pairs: PathLike | None = None, sharp: PathLike | Sequence[PathLike] | None = None,
                      crop: int | None = 256, seed: int = 0, limit: int | None = None, halve: bool = False,
                      methods: Methods = (("trajectory", 1.0),), blur_folder: str = "blur",
-                     sensor: SensorParams = SensorParams(), max_side: int | None = None) -> ValidationSet:
+                     sensor: SensorParams = SensorParams(), max_side: int | None = None,
+                     synth: SynthOptions = SynthOptions()) -> ValidationSet:
     """Deterministic pairs (centre crop, or whole images if crop=None); GoPro uses its "test" split.
 
     ``limit`` keeps at most that many items from each source, spread evenly over the files.
@@ -418,7 +587,7 @@ def build_validation(pairs: PathLike | None = None, sharp: PathLike | Sequence[P
     if pairs is not None:
         parts.append(_real(pairs, "test", blur_folder=blur_folder, **common))
     if sharp is not None:
-        parts.append(SyntheticDataset(sharp, methods=methods, sensor=sensor, max_side=max_side, **common))
+        parts.append(SyntheticDataset(sharp, methods=methods, sensor=sensor, max_side=max_side, synth=synth, **common))
     for p in parts:
         p.thin(limit)
     return ValidationSet(parts)

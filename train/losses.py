@@ -31,7 +31,7 @@ _VGG19_CFG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, 
                                      512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
-CONTENT_KINDS = ("perceptual", "l1", "l2")
+CONTENT_KINDS = ("perceptual", "l1", "l2", "charbonnier")
 
 
 def _mean(x: torch.Tensor) -> torch.Tensor:
@@ -185,6 +185,24 @@ class PerceptualLoss(nn.Module):
         return F.mse_loss(self.vgg(fake), self.vgg(sharp).detach())
 
 
+class CharbonnierLoss(nn.Module):
+    """mean(sqrt(d^2 + eps^2)): L1 with a smooth minimum (the PSNR-leading deblurring recipes' pixel loss)."""
+
+    def __init__(self, eps: float = 1e-3):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, fake: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
+        return _mean(torch.sqrt((fake.float() - sharp.float()) ** 2 + self.eps**2))
+
+
+def fft_loss(fake: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
+    """L1 of the real and imaginary parts of the orthonormal 2-D FFT of the error (MIMO-UNet's frequency
+    term): blur removes high frequencies, and this weighs them as much as the low ones."""
+    f = torch.fft.rfft2(fake.float() - sharp.float(), norm="ortho")
+    return _mean(torch.abs(torch.view_as_real(f)))
+
+
 def content_loss(kind: str, weights_path: str | Path | None = None, **kw) -> nn.Module:
     """Content loss module ``loss(fake, sharp)``; the caller weights it (paper: lambda = 100).
 
@@ -198,4 +216,6 @@ def content_loss(kind: str, weights_path: str | Path | None = None, **kw) -> nn.
         return nn.L1Loss()
     if k == "l2":
         return nn.MSELoss()
+    if k == "charbonnier":
+        return CharbonnierLoss()
     raise InputError(f"unknown content loss {kind!r}", hint=f"choose one of {', '.join(CONTENT_KINDS)}")

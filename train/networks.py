@@ -1,5 +1,10 @@
 """The paper's generator and critic, built exactly as the authors' 2018 code builds them.
 
+``build_generator(spec)`` builds the generator of any spec family: this ResNet ``Generator``
+(``family="resnet"``) or ``deblur.train.unet.UNetGenerator`` (``family="unet"``). ``Generator(spec)``
+given a U-Net spec returns a ``UNetGenerator`` too (so older call sites keep working), but new
+code should call ``build_generator``.
+
 Module indices match the authors' ``nn.Sequential`` named ``model``, so their ``latest_net_G.pth``
 keys (``model.1.weight``, ``model.10.conv_block.6.weight``, ...) load without a key map. Each
 ResBlock always has a slot at index 4 (Dropout, or Identity when the rate is 0), so the second conv
@@ -11,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deblur.runtime.errors import ShapeError
+from deblur.runtime.errors import InputError, ShapeError
 from deblur.runtime.spec import ModelSpec
 
 
@@ -48,8 +53,17 @@ class Generator(nn.Module):
     reflect padding needs at least 2 pixels).
     """
 
+    def __new__(cls, spec: ModelSpec | None = None, *args: object, **kwargs: object) -> nn.Module:
+        # Compatibility: Generator(unet_spec) builds the U-Net (a UNetGenerator, not a Generator,
+        # so __init__ below is not run on it). copy.deepcopy calls __new__ without a spec.
+        if cls is Generator and spec is not None and spec.family != "resnet":
+            return build_generator(spec)
+        return super().__new__(cls)
+
     def __init__(self, spec: ModelSpec):
         super().__init__()
+        if spec.family != "resnet":
+            raise InputError(f"Generator is the ResNet family; spec {spec.name!r} is {spec.family!r}: use build_generator")
         self.spec = spec
         ngf, nd = spec.ngf, spec.n_downsampling
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(3, ngf, 7, bias=True), _norm(ngf), nn.ReLU(True)]
@@ -70,21 +84,38 @@ class Generator(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
-            return self._forward(x)
-        check_input(x, self.spec)
-        h, w = x.shape[-2:]
-        m = self.spec.min_size
-        if h >= m and w >= m:
-            return self._forward(x)
-        padded = F.pad(x, (0, max(0, m - w), 0, max(0, m - h)), mode="replicate")
-        return self._forward(padded)[..., :h, :w]
+        return checked_forward(self, x)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.model(x)
         if self.spec.learn_residual:
             y = x + y
         return torch.clamp(y, -1.0, 1.0)
+
+
+def build_generator(spec: ModelSpec) -> nn.Module:
+    """The generator of ``spec``'s family, freshly initialised: ``Generator`` or ``UNetGenerator``."""
+    if spec.family == "unet":
+        from deblur.train.unet import UNetGenerator
+
+        return UNetGenerator(spec)
+    if spec.family == "resnet":
+        return Generator(spec)
+    raise InputError(f"model spec {spec.name!r}: no generator for family {spec.family!r}")
+
+
+def checked_forward(g: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Every generator family's eager ``forward``: the shape check, and inputs below ``spec.min_size``
+    replicate-padded up to it and cropped back; tracing and compiling see ``_forward`` alone."""
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
+        return g._forward(x)
+    check_input(x, g.spec)
+    h, w = x.shape[-2:]
+    m = g.spec.min_size
+    if h >= m and w >= m:
+        return g._forward(x)
+    padded = F.pad(x, (0, max(0, m - w), 0, max(0, m - h)), mode="replicate")
+    return g._forward(padded)[..., :h, :w]
 
 
 def check_input(x: torch.Tensor, spec: ModelSpec) -> None:
@@ -143,7 +174,13 @@ def count_parameters(module: nn.Module) -> int:
 
 
 def macs(spec: ModelSpec, height: int, width: int) -> int:
-    """Multiply-accumulates of one generator forward at H x W (convs and transposed convs)."""
+    """Multiply-accumulates of one generator forward at H x W (convs and transposed convs).
+
+    U-Net specs count the frame the runtime runs: H and W rounded up to ``pad_multiple``."""
+    if spec.family == "unet":
+        from deblur.train.unet import unet_macs
+
+        return unet_macs(spec, height, width)
     ngf, nd = spec.ngf, spec.n_downsampling
     hw = height * width
     total = hw * 3 * ngf * 49

@@ -7,6 +7,7 @@ the authors' 2018 ``motion_blur/`` code, with the departures stated where they h
 from __future__ import annotations
 
 import cmath
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -236,3 +237,176 @@ def gopro_average(frames: Sequence[np.ndarray], gamma: float = 2.2) -> tuple[np.
     blurred = np.power(acc / len(frames), 1.0 / gamma) * 255.0
     return np.clip(np.round(blurred), 0, 255).astype(np.uint8), frames[len(frames) // 2].copy()
 
+
+
+# --- realistic synthesis helpers (used when the realism options are on; the functions above are unchanged) ---
+
+#: Camera curves: "gamma" is a pure 2.2 power law (what ``gopro_average`` uses), "srgb" the IEC 61966-2-1
+#: curve, whose linear toe (slope 12.92 below 0.0031308) keeps noise in the shadows from being blown up.
+CURVES = ("gamma", "srgb")
+
+
+def _check_curve(curve: str) -> None:
+    if curve not in CURVES:
+        raise InputError(f"unknown camera curve {curve!r}", hint=f"use one of {', '.join(CURVES)}")
+
+
+@functools.lru_cache(maxsize=8)
+def _decode_table(curve: str, gamma: float) -> np.ndarray:
+    v = np.arange(256, dtype=np.float64) / 255.0
+    lin = np.power(v, gamma) if curve == "gamma" else np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+    table = lin.astype(np.float32)
+    table.flags.writeable = False  # shared by every caller
+    return table
+
+
+def to_linear(x: np.ndarray, curve: str = "gamma", gamma: float = 2.2) -> np.ndarray:
+    """Code values (uint8 via a 256-entry table, or float in [0,1]) to linear light, float32 (inverse camera curve)."""
+    _check_curve(curve)
+    a = np.asarray(x)
+    if a.dtype == np.uint8:
+        table = _decode_table(curve, gamma)
+        return cv2.LUT(a, table) if a.ndim == 2 or (a.ndim == 3 and a.shape[2] <= 4) else table[a]
+    a = np.clip(a.astype(np.float32), 0.0, 1.0)
+    if curve == "gamma":
+        return cv2.pow(a, float(gamma)).reshape(a.shape)
+    return np.where(a <= 0.04045, a / 12.92, cv2.pow((a + 0.055) / 1.055, 2.4).reshape(a.shape)).astype(np.float32)
+
+
+def from_linear(x: np.ndarray, curve: str = "gamma", gamma: float = 2.2) -> np.ndarray:
+    """Linear light (clipped to [0,1]) to float32 code values in [0,1]: the camera curve."""
+    _check_curve(curve)
+    a = np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)
+    if curve == "gamma":
+        return cv2.pow(a, 1.0 / gamma).reshape(a.shape)
+    return np.where(a <= 0.0031308, a * 12.92, 1.055 * cv2.pow(a, 1 / 2.4).reshape(a.shape) - 0.055).astype(np.float32)
+
+
+def to_uint8(code: np.ndarray) -> np.ndarray:
+    """Float code values to uint8 (clipped, rounded half to even like ``np.round``)."""
+    return np.clip(np.rint(np.asarray(code, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def boost_highlights(linear: np.ndarray, code_uint8: np.ndarray, gain: float, threshold: float = 0.98) -> np.ndarray:
+    """Saturated highlights: linear light of near-white pixels scaled up to ``gain``.
+
+    An 8-bit photo clips lamps and sun glints at 255, but their real radiance is many times that:
+    blurred, they should smear into bright streaks, not grey smudges. Each pixel is scaled (all
+    channels alike, so hues stay) by 1 + (gain - 1) * ramp, the ramp rising from 0 where its
+    smallest channel is at code value ``threshold`` to 1 where it is 255: only pixels clipped in
+    every channel count (a bright yellow wall with red at 255 is not an over-exposed light, and
+    boosting red alone would tint it). Everything else is unchanged. Clip after blurring, not before.
+    """
+    code = np.asarray(code_uint8)
+    lowest = code if code.ndim == 2 else code.min(axis=2)
+    ramp = np.clip((lowest.astype(np.float32) / 255.0 - threshold) / max(1.0 - threshold, 1e-6), 0.0, 1.0)
+    scale = 1.0 + (float(gain) - 1.0) * ramp
+    lin = np.asarray(linear, dtype=np.float32)
+    return (lin * (scale if lin.ndim == 2 else scale[..., None])).astype(np.float32)
+
+
+def crop_psf(psf: np.ndarray) -> np.ndarray:
+    """The smallest odd-sided window of a PSF centred on its centre pixel ((h-1)//2, (w-1)//2) holding all of it.
+
+    Convolving with the cropped PSF gives the same image (the centre stays the centre) at a fraction of the cost.
+    """
+    k = np.asarray(psf, dtype=np.float32)
+    rows, cols = np.nonzero(k)
+    if rows.size == 0:
+        raise InputError("PSF is all zeros", hint="pass a PSF with positive weight")
+    cy, cx = (k.shape[0] - 1) // 2, (k.shape[1] - 1) // 2
+    hy = int(max(cy - rows.min(), rows.max() - cy))
+    hx = int(max(cx - cols.min(), cols.max() - cx))
+    out = np.zeros((2 * hy + 1, 2 * hx + 1), np.float32)
+    r0, r1 = max(0, cy - hy), min(k.shape[0], cy + hy + 1)
+    c0, c1 = max(0, cx - hx), min(k.shape[1], cx + hx + 1)
+    out[r0 - (cy - hy):r1 - (cy - hy), c0 - (cx - hx):c1 - (cx - hx)] = k[r0:r1, c0:c1]
+    return out
+
+
+#: Kernels up to this side are applied directly (``cv2.filter2D``); larger ones by DFT.
+DIRECT_MAX = 11
+
+
+def convolve(image: np.ndarray, psf: np.ndarray) -> np.ndarray:
+    """``apply_psf(image, psf, "reflect")`` without the clipping, and fast for large kernels.
+
+    Float32 HxW or HxWxC in, same shape out, any range (linear light with boosted highlights is
+    allowed above 1). Small kernels go to ``cv2.filter2D``; larger ones to one DFT per channel on
+    a reflect-padded image of an FFT-friendly size (``cv2.filter2D`` picks slow sizes for them).
+    """
+    img = np.asarray(image, dtype=np.float32)
+    k = np.asarray(psf, dtype=np.float32)
+    if img.ndim not in (2, 3) or k.ndim != 2:
+        raise ShapeError(f"need an HxW or HxWxC image and a 2-D PSF, got {img.shape} and {k.shape}")
+    kh, kw = k.shape
+    if max(kh, kw) <= DIRECT_MAX:
+        flipped = np.ascontiguousarray(k[::-1, ::-1])
+        chans = [img] if img.ndim == 2 or img.shape[2] <= 4 else [img[:, :, i] for i in range(img.shape[2])]
+        outs = [cv2.filter2D(np.ascontiguousarray(c), cv2.CV_32F, flipped, anchor=(kw // 2, kh // 2),
+                             borderType=cv2.BORDER_REFLECT_101) for c in chans]
+        return (outs[0] if len(outs) == 1 else np.stack(outs, axis=2)).reshape(img.shape)
+    h, w = img.shape[:2]
+    cy, cx = (kh - 1) // 2, (kw - 1) // 2  # out[y, x] = sum k[i, j] * in[y + cy - i, x + cx - j]
+    top, left, bottom, right = cy, cx, kh - 1 - cy, kw - 1 - cx
+    ph, pw = cv2.getOptimalDFTSize(h + kh - 1), cv2.getOptimalDFTSize(w + kw - 1)
+    kpad = np.zeros((ph, pw), np.float32)
+    kpad[:kh, :kw] = k
+    kf = cv2.dft(kpad, flags=cv2.DFT_COMPLEX_OUTPUT)
+    chans = [img] if img.ndim == 2 else [img[:, :, i] for i in range(img.shape[2])]
+    outs = []
+    for c in chans:
+        padded = cv2.copyMakeBorder(np.ascontiguousarray(c), top, bottom, left, right, cv2.BORDER_REFLECT_101)
+        buf = np.zeros((ph, pw), np.float32)
+        buf[:padded.shape[0], :padded.shape[1]] = padded
+        spec = cv2.mulSpectrums(cv2.dft(buf, flags=cv2.DFT_COMPLEX_OUTPUT), kf, 0)
+        full = cv2.idft(spec, flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE)
+        outs.append(full[kh - 1:kh - 1 + h, kw - 1:kw - 1 + w])
+    return (outs[0] if len(outs) == 1 else np.stack(outs, axis=2)).reshape(img.shape).astype(np.float32)
+
+
+def random_trajectories(rngs: Sequence[np.random.Generator], params: TrajectoryParams = TrajectoryParams(),
+                        lengths: Sequence[float] | None = None) -> np.ndarray:
+    """``random_trajectory`` for many generators at once: (N, iters) complex128, row i from ``rngs[i]``.
+
+    Row i draws exactly what ``random_trajectory(rngs[i], params)`` draws and follows the same
+    recurrence, stepped for all rows together (one numpy step per sample instead of a Python loop
+    per path), so it matches that function to rounding. ``lengths`` gives each path its own
+    full-exposure length (each at most canvas - 4; default params.max_len for all).
+    """
+    p = params
+    n, m = p.iters, len(rngs)
+    lens = np.full(m, p.max_len) if lengths is None else np.asarray(lengths, dtype=np.float64)
+    if lens.shape != (m,) or np.any(lens <= 0) or np.any(lens > p.canvas - 4):
+        raise InputError(f"need one length in (0, canvas - 4 = {p.canvas - 4}] per generator",
+                         hint="shorten the paths or enlarge the canvas")
+    given = (p.expl, p.centripetal, p.prob_big_shake, p.gaussian_shake, p.angle)
+    scal = np.empty((m, 5))
+    shake_u, turn_u = np.empty((m, n - 1)), np.empty((m, n - 1))
+    noise = np.empty((m, n - 1), np.complex128)
+    for i, r in enumerate(rngs):  # the same draws, in the same order, as random_trajectory
+        drawn = [float(r.choice(EXPL_CHOICES)), *(r.uniform(size=4) * (0.7, 0.2, 10.0, 360.0))]
+        scal[i] = [float(d if g is None else g) for d, g in zip(drawn, given)]
+        shake_u[i], turn_u[i] = r.uniform(size=n - 1), r.uniform(size=n - 1)
+        g = r.standard_normal((n - 1, 2))
+        noise[i] = g[:, 0] + 1j * g[:, 1]
+    expl, cp, pb, gs, angle = (scal[:, j] for j in range(5))
+    step = lens / (n - 1)
+    kick = np.where(shake_u < (pb * expl)[:, None], 2 * np.exp(1j * (np.pi + turn_u - 0.5)), 0)
+    drive = (expl * step)[:, None] * (gs[:, None] * noise)  # expl * gs * noise * step
+    pull = expl * cp * step
+    v0 = np.exp(1j * np.radians(angle))
+    v = np.where(expl > 0, v0 * expl, v0 * step)
+    xs = np.zeros((m, n), np.complex128)
+    x = np.zeros(m, np.complex128)
+    for t in range(n - 1):
+        v_new = v + v * kick[:, t] + drive[:, t] - pull * x
+        speed = np.abs(v_new)
+        ok = speed > 0
+        v = np.where(ok, v_new / np.where(ok, speed, 1.0), v / np.abs(v)) * step
+        x = x + v
+        xs[:, t + 1] = x
+    xs -= (xs.real.min(axis=1) + 1j * xs.imag.min(axis=1))[:, None]
+    xs = xs - (xs[:, 0].real % 1.0 + 1j * (xs[:, 0].imag % 1.0))[:, None] + complex(1, 1)
+    shift = np.ceil((p.canvas - xs.real.max(axis=1)) / 2) + 1j * np.ceil((p.canvas - xs.imag.max(axis=1)) / 2)
+    return xs + shift[:, None]

@@ -14,7 +14,20 @@ import cv2
 import numpy as np
 
 from deblur.runtime.errors import InputError
-from deblur.train.psf import TrajectoryParams, blur_image, check_uint8, gopro_average
+from deblur.train.psf import (
+    CURVES,
+    TrajectoryParams,
+    blur_image,
+    boost_highlights,
+    check_uint8,
+    convolve,
+    crop_psf,
+    from_linear,
+    gopro_average,
+    random_psf,
+    to_linear,
+    to_uint8,
+)
 
 log = logging.getLogger("deblur")
 
@@ -59,6 +72,14 @@ class ShakeParams:
     so the exposure is 37.5 ms; pan_speed=(0, 500) px/s; jitter_px=2, jitter_hz=6, rotation_deg=0.1
     (see ``shake_path``); gamma=2.2 for averaging in linear light. ``simulate_shake_video`` samples
     the path at fps*subframes instead of ``sample_rate``.
+
+    max_step=0.0: the drawn sub-frames only (a fast pan moves ~2 px between them and leaves
+    discrete ghosts). max_step > 0 interpolates the path linearly between drawn sub-frames, each
+    gap into enough pieces that no view moves more than max_step px (at most ``MAX_VIEWS`` views):
+    a continuous smear. ``make_pair`` then renders the views' translations as one PSF (bilinear
+    splats, one convolution whatever the count; the roll inside one exposure, under 0.1 degree
+    here, about 0.3 px at a 256 px crop's corner, is left out); ``simulate_shake_video`` warps
+    every view, roll included.
     """
 
     subframes: int = 9
@@ -68,10 +89,54 @@ class ShakeParams:
     jitter_hz: float = 6.0
     rotation_deg: float = 0.1
     gamma: float = 2.2
+    max_step: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.max_step < 0:
+            raise InputError(f"max_step must be >= 0, got {self.max_step}", hint="0 = drawn sub-frames only; 0.5 px is smooth")
 
     def path(self, rng: np.random.Generator, n: int, sample_rate: float | None = None) -> np.ndarray:
         return shake_path(rng, n, sample_rate=sample_rate or self.sample_rate, pan_speed=self.pan_speed,
                           jitter_px=self.jitter_px, jitter_hz=self.jitter_hz, rotation_deg=self.rotation_deg)
+
+
+#: Cap on the views one exposure is interpolated into (``ShakeParams.max_step``).
+MAX_VIEWS = 256
+
+
+def dense_path(path: np.ndarray, max_step: float) -> tuple[np.ndarray, int]:
+    """(views, m): ``path`` (n, 3) with each gap linearly cut into m pieces, m the smallest that keeps every
+    move at or under ``max_step`` px (and the total at most ``MAX_VIEWS``); drawn sample i is view i * m."""
+    n = len(path)
+    if n < 2 or max_step <= 0:
+        return path, 1
+    gap = float(np.hypot(*np.diff(path[:, :2], axis=0).T).max())
+    m = max(1, min(math.ceil(gap / max_step), (MAX_VIEWS - 1) // (n - 1)))
+    t = np.arange((n - 1) * m + 1) / m
+    return np.stack([np.interp(t, np.arange(n), path[:, j]) for j in range(path.shape[1])], axis=1), m
+
+
+def path_psf(offsets: np.ndarray) -> np.ndarray:
+    """The PSF of averaging views translated by ``offsets`` (k, 2) px (view(x) = image(x + d)): bilinear
+    splats at -d around the centre of an odd square, equal weights, summing to 1."""
+    d = -np.asarray(offsets, dtype=np.float64)[:, :2]
+    half = math.ceil(float(np.abs(d).max())) + 1
+    side = 2 * half + 1
+    x, y = d[:, 0] + half, d[:, 1] + half
+    c, r = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    fx, fy = x - c, y - r
+    acc = np.zeros(side * side)
+    for rr, cc, w in ((r, c, (1 - fx) * (1 - fy)), (r, c + 1, fx * (1 - fy)), (r + 1, c, (1 - fx) * fy),
+                      (r + 1, c + 1, fx * fy)):
+        acc += np.bincount(rr * side + cc, weights=w, minlength=side * side)
+    psf = acc.reshape(side, side)
+    return crop_psf((psf / psf.sum()).astype(np.float32))
+
+
+def _gopro_path(rng: np.random.Generator, sp: ShakeParams) -> np.ndarray:
+    """The drawn sub-frame path, pinned to zero at the middle one (the ground truth)."""
+    path = sp.path(rng, sp.subframes)
+    return path - path[sp.subframes // 2]
 
 
 #: Default shake for videos: a slow pan with stronger tremor (a 2 s clip must stay inside the photo).
@@ -128,9 +193,22 @@ def _shake_frames(img: np.ndarray, rng: np.random.Generator, frames: int, size: 
         log.debug("photo is smaller than the shaky view: upscaling it x%.2f", 1 / scale)
     cx, cy = (img.shape[1] - 1) / 2, (img.shape[0] - 1) / 2
     for k in range(frames):
-        subs = [_view(img, (cx + scale * dx, cy + scale * dy), scale, roll, (w, h))
-                for dx, dy, roll in path[k * subframes:k * subframes + n_open]]
-        yield gopro_average(subs, shake.gamma)
+        slot = path[k * subframes:k * subframes + n_open]
+        if shake.max_step > 0:
+            views, m = dense_path(slot, shake.max_step)
+            subs = [_view(img, (cx + scale * dx, cy + scale * dy), scale, roll, (w, h)) for dx, dy, roll in views]
+            yield _average_linear(subs, shake.gamma), subs[(n_open // 2) * m].copy()
+        else:
+            subs = [_view(img, (cx + scale * dx, cy + scale * dy), scale, roll, (w, h)) for dx, dy, roll in slot]
+            yield gopro_average(subs, shake.gamma)
+
+
+def _average_linear(frames: list[np.ndarray], gamma: float) -> np.ndarray:
+    """``gopro_average``'s blurred frame in float32 (for the many views of ``max_step``)."""
+    acc = np.zeros(frames[0].shape, np.float32)
+    for f in frames:
+        acc += to_linear(f, "gamma", gamma)
+    return to_uint8(from_linear(acc / len(frames), "gamma", gamma))
 
 
 def make_pair(sharp_uint8: np.ndarray, rng: np.random.Generator, method: str = "trajectory",
@@ -142,6 +220,22 @@ def make_pair(sharp_uint8: np.ndarray, rng: np.random.Generator, method: str = "
     in linear light (borders reflect for the few px the views move).
     """
     img = check_uint8(sharp_uint8)
+    sp = _method_params(method, params)
+    if isinstance(sp, TrajectoryParams):
+        return blur_image(img, rng, sp), img.copy()
+    path = _gopro_path(rng, sp)
+    if sp.max_step > 0:
+        psf = path_psf(dense_path(path, sp.max_step)[0])
+        return to_uint8(from_linear(convolve(to_linear(img, "gamma", sp.gamma), psf), "gamma", sp.gamma)), img.copy()
+    h, w = img.shape[:2]
+    c = ((w - 1) / 2, (h - 1) / 2)
+    subs = [img if not (dx or dy or roll) else _view(img, (c[0] + dx, c[1] + dy), 1.0, roll, (w, h))
+            for dx, dy, roll in path]
+    return gopro_average(subs, sp.gamma)
+
+
+def _method_params(method: str, params: TrajectoryParams | ShakeParams | None) -> TrajectoryParams | ShakeParams:
+    """The blur method's parameters (its defaults for None); InputError for an unknown method or a mismatch."""
     kinds = {"trajectory": TrajectoryParams, "gopro": ShakeParams}
     if method not in kinds:
         raise InputError(f"unknown blur method {method!r}", hint="use 'trajectory' or 'gopro'")
@@ -149,13 +243,69 @@ def make_pair(sharp_uint8: np.ndarray, rng: np.random.Generator, method: str = "
     if not isinstance(sp, kinds[method]):
         raise InputError(f"blur method {method!r} takes {kinds[method].__name__}, got {type(sp).__name__}",
                          hint=f"pass a {kinds[method].__name__} or None for the defaults")
-    if isinstance(sp, TrajectoryParams):
-        return blur_image(img, rng, sp), img.copy()
-    path = sp.path(rng, sp.subframes)
-    path -= path[sp.subframes // 2]
-    h, w = img.shape[:2]
-    c = ((w - 1) / 2, (h - 1) / 2)
-    subs = [img if not (dx or dy or roll) else _view(img, (c[0] + dx, c[1] + dy), 1.0, roll, (w, h))
-            for dx, dy, roll in path]
-    return gopro_average(subs, sp.gamma)
+    return sp
 
+
+@dataclass(frozen=True)
+class Realism:
+    """Realistic-blur options for ``render`` (RSBlur, Rim et al. 2022: each step below closed part of the
+    gap between synthetic and real blur). All off by default.
+
+    linear=False: True blurs the trajectory branch in linear light (inverse camera curve before,
+    the curve after) instead of in code values (the paper's way, which darkens blurred highlights);
+    the GoPro-style branch always averages in linear light. curve="gamma": the camera curve, a
+    2.2 power ("gamma", what ``gopro_average`` uses) or the sRGB curve ("srgb"), for both
+    branches here and for ``sensor.finish`` (``ShakeParams.gamma`` is not used). highlights=0.0:
+    probability per image of saturated highlights (``psf.boost_highlights``: pixels whose every
+    channel is above code value ``highlight_threshold`` scaled up to x U(1.5, ``highlight_gain``) in
+    linear light before the blur, clipped after), so lamps and glints smear into bright streaks;
+    needs linear.
+    """
+
+    linear: bool = False
+    curve: str = "gamma"
+    highlights: float = 0.0
+    highlight_gain: float = 4.0
+    highlight_threshold: float = 0.98
+
+    def __post_init__(self) -> None:
+        if self.curve not in CURVES:
+            raise InputError(f"unknown camera curve {self.curve!r}", hint=f"use one of {', '.join(CURVES)}")
+        if not 0 <= self.highlights <= 1 or self.highlight_gain < 1.5 or not 0 < self.highlight_threshold < 1:
+            raise InputError(f"bad highlight options: probability {self.highlights} (in [0, 1]), gain "
+                             f"{self.highlight_gain} (>= 1.5), threshold {self.highlight_threshold} (in (0, 1))")
+        if self.highlights > 0 and not self.linear:
+            raise InputError("saturated highlights need linear-light blur", hint="set linear=True")
+
+    @property
+    def active(self) -> bool:
+        return self.linear or self.highlights > 0 or self.curve != "gamma"
+
+
+def render(sharp_uint8: np.ndarray, rng: np.random.Generator, method: str = "trajectory",
+           params: TrajectoryParams | ShakeParams | None = None, realism: Realism = Realism(),
+           psf: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(blurred float32, sharp uint8, linear): ``make_pair`` before the camera's clip and curve.
+
+    The blurred image is in linear light (``linear`` True: the GoPro-style branch, or ``realism.linear``)
+    and not clipped, so boosted highlights keep their energy until ``sensor.finish`` clips them
+    (after adding sensor noise) and applies ``realism.curve``; or in code values (``linear`` False).
+    ``psf`` (e.g. from a ``kernel_bank.KernelBank``) replaces the trajectory branch's random PSF;
+    the GoPro-style branch renders its (interpolated, if ``max_step``) path as one PSF. Draws, in
+    order: the trajectory PSF (unless given) or the shake path, then the highlight coin and gain.
+    """
+    img = check_uint8(sharp_uint8)
+    sp = _method_params(method, params)
+    if isinstance(sp, TrajectoryParams):
+        kernel = crop_psf(random_psf(rng, sp)) if psf is None else psf
+        linear = realism.linear
+    else:
+        path = _gopro_path(rng, sp)
+        kernel = path_psf(dense_path(path, sp.max_step)[0] if sp.max_step > 0 else path)
+        linear = True
+    if not linear:
+        return convolve(img.astype(np.float32) / 255.0, kernel), img.copy(), False
+    lin = to_linear(img, realism.curve)
+    if realism.highlights > 0 and rng.random() < realism.highlights:
+        lin = boost_highlights(lin, img, rng.uniform(1.5, realism.highlight_gain), realism.highlight_threshold)
+    return convolve(lin, kernel), img.copy(), True

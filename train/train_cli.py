@@ -18,6 +18,9 @@ EPILOG = """examples:
   deblur-train --pairs GOPRO_Large/ --vgg-weights vgg19-dcbb9e9d.pth --set halve=true --out runs/paper
   # continue after Ctrl-C or a crash; or change any setting
   deblur-train --out runs/nano --resume
+  # start from trained weights with a fresh optimiser (a new run of a release; fine-tune on your camera)
+  deblur-train --init default --sharp my_camera_frames/ --content l1 --steps 2000 --out runs/mine
+  deblur-train --out runs/nano --resume
   deblur-train --config runs/nano/config.yaml --set lr=5e-5 --set blur_methods="{trajectory: 2, gopro: 1}"
   # two processes (gloo on CPU, NCCL on GPU)
   torchrun --nproc_per_node 2 -m deblur.train.train_cli --sharp photos/ --out runs/ddp
@@ -25,12 +28,12 @@ EPILOG = """examples:
 Writes OUT/config.yaml, OUT/ckpt_*.pth (last --set keep=K), OUT/g.pth (the EMA generator, for
 deblur-export --ckpt and deblur-eval --model), OUT/metrics.jsonl, OUT/tb/ (TensorBoard),
 OUT/curves.png with --curves. Exit codes: 0 done, 130 interrupted (checkpoint saved),
-2 bad input, 4 diverged (non-finite loss after the allowed rollbacks).
+2 bad input, 5 diverged (non-finite loss after the allowed rollbacks).
 """
 
 # flag -> config key, for the settings users set most
 _FLAGS = {"spec": "spec", "crop": "crop", "batch": "batch", "steps": "steps", "content": "content", "out": "out",
-          "vgg_weights": "vgg_weights", "seed": "seed", "device": "device", "workers": "workers"}
+          "vgg_weights": "vgg_weights", "seed": "seed", "device": "device", "workers": "workers", "init": "init"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", type=int, help="random crop size (default 256)")
     p.add_argument("--batch", type=int, help="batch size per process (default 1, as the paper)")
     p.add_argument("--steps", type=int, help="generator steps (default 1000)")
-    p.add_argument("--content", choices=["perceptual", "l1", "l2"], help="content loss (default perceptual, needs --vgg-weights)")
+    p.add_argument("--content", choices=["perceptual", "l1", "l2", "charbonnier"],
+                   help="content loss (default perceptual, needs --vgg-weights)")
+    p.add_argument("--init", metavar="WEIGHTS", help="start the generator from these weights with a fresh optimiser "
+                                                     "(g.pth, a training checkpoint, 'default', the authors' file)")
     p.add_argument("--vgg-weights", help="torchvision's vgg19-dcbb9e9d.pth (default: torchvision's cache)")
     p.add_argument("--out", help="output folder (default runs/deblur)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
@@ -74,8 +80,13 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
             set_value(cfg, flag, getattr(args, flag))
     if args.curves:
         cfg.curves = True
-    for k, v in parse_set(args.set).items():
+    sets = parse_set(args.set)
+    for k, v in sets.items():
         set_value(cfg, k, v)
+    if cfg.init and args.spec is None and "spec" not in sets and config_file is None:
+        from deblur.train.checkpoint import load_generator
+
+        cfg.spec = load_generator(cfg.init)[1].spec.name  # --init alone: train the spec of those weights
     validate(cfg)
     return cfg
 
@@ -88,31 +99,18 @@ def write_config(cfg: TrainConfig) -> None:
     atomic_write_text(Path(cfg.out) / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
-def _methods(cfg: TrainConfig) -> tuple:
-    """Blur methods with their parameters: the trajectory length is a setting (milder blur trains faster)."""
-    from deblur.train.psf import TrajectoryParams
-
-    traj = TrajectoryParams(max_len=cfg.blur_max_len)
-    return tuple((name, weight, traj) if name == "trajectory" else (name, weight) for name, weight in cfg.blur_methods.items())
-
-
-def _sensor(cfg: TrainConfig):
-    from deblur.train.sensor import SensorParams
-
-    return SensorParams(cfg.noise_read_max, cfg.noise_shot_max, cfg.jpeg_prob, cfg.jpeg_min_quality)
-
-
 def build_data(cfg: TrainConfig):
-    from deblur.train.datasets import build_dataset, build_validation
+    from deblur.train.datasets import build_dataset, build_validation, synthesis_options
 
-    train_set = build_dataset(pairs=cfg.pairs[0] if cfg.pairs else None, sharp=cfg.sharp or None, crop=cfg.crop, flip=cfg.flip, halve=cfg.halve,
-                              seed=cfg.seed, synthetic_ratio=cfg.synthetic_ratio, methods=_methods(cfg), sensor=_sensor(cfg),
-                              max_side=cfg.max_side or None)
+    methods, sensor, synth = synthesis_options(cfg)
+    train_set = build_dataset(pairs=cfg.pairs[0] if cfg.pairs else None, sharp=cfg.sharp or None, crop=cfg.crop, flip=cfg.flip,
+                              halve=cfg.halve, seed=cfg.seed, synthetic_ratio=cfg.synthetic_ratio, methods=methods, sensor=sensor,
+                              max_side=cfg.max_side or None, synth=synth)
     val_set = None
     if cfg.val_sharp or cfg.val_pairs:
         val_set = build_validation(pairs=cfg.val_pairs[0] if cfg.val_pairs else None, sharp=cfg.val_sharp or None, crop=cfg.val_crop,
-                                   seed=cfg.seed, limit=cfg.val_limit, methods=_methods(cfg), sensor=_sensor(cfg),
-                                   max_side=cfg.max_side or None)
+                                   seed=cfg.seed, limit=cfg.val_limit, methods=methods, sensor=sensor,
+                                   max_side=cfg.max_side or None, synth=synth)
     return train_set, val_set
 
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from deblur.runtime.errors import CheckpointError, TrainingDivergedError
+from deblur.runtime.errors import CheckpointError, InputError, TrainingDivergedError
 from deblur.runtime.prepost import unit_to_u8
 from deblur.runtime.spec import get_spec
 from deblur.train import distributed as D
@@ -34,8 +34,8 @@ from deblur.train.checkpoint import (
     save_training_state,
 )
 from deblur.train.config import TrainConfig
-from deblur.train.losses import content_loss, critic_loss, generator_adv_loss
-from deblur.train.networks import Critic, Generator
+from deblur.train.losses import content_loss, critic_loss, fft_loss, generator_adv_loss
+from deblur.train.networks import Critic, Generator, build_generator
 
 log = logging.getLogger("deblur")
 TERMS = ("g_adv", "g_content", "d", "gp")
@@ -80,17 +80,23 @@ class Trainer:
         if cfg.dropout >= 0:
             self.spec = dataclasses.replace(self.spec, dropout=cfg.dropout)
         torch.manual_seed(cfg.seed)
-        self.g = Generator(self.spec).to(self.device)
+        self.g = build_generator(self.spec).to(self.device)
         self.d = Critic(cfg.ndf or 64, cfg.n_layers_d).to(self.device)
-        with torch.no_grad():
-            self.g.model[-2].weight.mul_(cfg.residual_init)  # the output conv: residual starts near 0
+        if cfg.init:
+            self._init_from(cfg.init)
+        elif isinstance(self.g, Generator):  # (the U-Net scales its output conv by 0.01 itself)
+            with torch.no_grad():
+                self.g.model[-2].weight.mul_(cfg.residual_init)  # the output conv: residual starts near 0
         D.broadcast_module(self.g, self.world)
         D.broadcast_module(self.d, self.world)
         torch.manual_seed(cfg.seed + 1000 * self.world.rank)  # ranks draw their own dropout masks and GP alphas
         self.g_ema = copy.deepcopy(self.g).eval().requires_grad_(False) if cfg.ema > 0 else None
         self.g_train = self._wrap(self.g)
         betas = (cfg.beta1, cfg.beta2)
-        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr, betas=betas)
+        if cfg.optimizer == "adamw":
+            self.opt_g = torch.optim.AdamW(self.g.parameters(), lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
+        else:
+            self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr, betas=betas)
         self.lr_scale = 1.0
         sched = lambda s: self.lr_scale * lr_factor(s, cfg.steps, cfg.decay_start)  # noqa: E731
@@ -107,6 +113,18 @@ class Trainer:
         self._writer = None
 
     # ------------------------------------------------------------------------------ set-up
+    def _init_from(self, source: str) -> None:
+        """Start from a generator's weights (fresh optimiser and schedule): continuing a release over
+        several runs, or fine-tuning ``default`` on a user's own camera. The spec must match."""
+        from deblur.train.checkpoint import load_generator
+
+        model, weights = load_generator(source)
+        if dataclasses.replace(weights.spec, dropout=self.spec.dropout, description=self.spec.description) != self.spec:
+            raise InputError(f"--set init: the weights are spec {weights.spec.name!r}, this run trains {self.spec.name!r}",
+                             weights.path, hint=f"add --spec {weights.spec.name}")
+        self.g.load_state_dict(model.state_dict())
+        log.info("initialised the generator from %s (%s, sha256 %s)", weights.path, weights.spec.name, weights.sha256[:16])
+
     def _wrap(self, g: nn.Module) -> nn.Module:
         if not self.world.distributed:
             return g
@@ -205,7 +223,9 @@ class Trainer:
         sharp = batch["sharp"].to(self.device, non_blocking=True)
         with self._autocast():
             fake = self.g_train(blur)
-        for _ in range(cfg.critic_steps):
+        zero = torch.zeros((), device=self.device)
+        parts = {"d": zero, "gp": zero}
+        for _ in range(cfg.critic_steps if cfg.adv_weight > 0 else 0):  # weight 0: no critic work at all
             self.opt_d.zero_grad(set_to_none=True)
             with self._autocast():
                 loss_d, parts = critic_loss(self.d, sharp, fake, cfg.lambda_gp, per_sample=cfg.gp == "per-sample")
@@ -215,14 +235,19 @@ class Trainer:
         self.opt_g.zero_grad(set_to_none=True)
         self.d.requires_grad_(False)
         with self._autocast():
-            adv = generator_adv_loss(self.d, fake)
+            adv = generator_adv_loss(self.d, fake) if cfg.adv_weight > 0 else zero
             content = self.content(fake.float(), sharp)
+            if cfg.fft_weight > 0:
+                content = content + cfg.fft_weight * fft_loss(fake, sharp)
             loss_g = cfg.adv_weight * adv + cfg.content_weight * content
         loss_g.backward()
         self.d.requires_grad_(True)
+        if cfg.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(self.g.parameters(), cfg.clip_grad)
         self.opt_g.step()
         self.sched_g.step()
-        self.sched_d.step()
+        if cfg.adv_weight > 0:
+            self.sched_d.step()
         self._update_ema()
         return torch.stack([adv.detach().float(), content.detach().float(), parts["d"].float(), parts["gp"].float()])
 

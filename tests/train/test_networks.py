@@ -3,7 +3,7 @@ import torch
 
 from deblur.runtime.errors import ShapeError
 from deblur.runtime.spec import ModelSpec, get_spec, list_specs
-from deblur.train.networks import Critic, Generator, count_parameters, macs
+from deblur.train.networks import Critic, Generator, build_generator, count_parameters, macs
 
 TINY = ModelSpec("tiny", ngf=4, n_blocks=2)
 
@@ -105,3 +105,19 @@ def test_spec_roundtrip_json():
     s = get_spec("deblurgan-nano")
     assert ModelSpec.from_json(s.to_json()) == s
     assert s.to_dict()["pad_multiple"] == 4
+
+
+@pytest.mark.parametrize("name", list_specs())
+def test_every_registered_spec_round_trips_and_builds(name):
+    s = get_spec(name)
+    assert ModelSpec.from_json(s.to_json()) == s
+    assert ModelSpec.from_dict({k: v for k, v in s.to_dict().items() if k != "family"} | {"family": s.family}) == s
+    assert build_generator(s).spec == s
+
+
+def test_spec_without_family_field_is_a_resnet():
+    d = get_spec("deblurgan-nano").to_dict()
+    del d["family"]  # every file written before the field existed
+    s = ModelSpec.from_dict(d)
+    assert s == get_spec("deblurgan-nano") and s.family == "resnet" and s.pad_multiple == 4 and s.min_size == 8
+    assert type(build_generator(s)) is Generator

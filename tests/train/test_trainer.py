@@ -250,3 +250,41 @@ def test_torchrun_two_processes_identical_weights_and_resume_across_world_sizes(
     assert r.returncode == 0, r.stderr[-3000:]
     assert "world size 2 -> 1" in r.stderr
     assert json.loads((out / "summary.json").read_text())["step"] == 5
+
+
+def test_adv_weight_zero_skips_the_critic_entirely(tmp_path, photos, monkeypatch):
+    import deblur.train.trainer as T
+
+    calls = []
+    monkeypatch.setattr(T, "critic_loss", lambda *a, **k: calls.append(1))
+    cfg = _cfg(tmp_path, photos, adv_weight=0.0, content="charbonnier", fft_weight=0.1, optimizer="adamw", weight_decay=1e-4)
+    trainer = Trainer(cfg, _data(cfg)[0])
+    d0 = {k: v.clone() for k, v in trainer.d.state_dict().items()}
+    g0 = {k: v.clone() for k, v in trainer.g.state_dict().items()}
+    trainer.fit()
+    assert calls == []  # no critic step was computed
+    assert all(torch.equal(v, trainer.d.state_dict()[k]) for k, v in d0.items())
+    assert any(not torch.equal(v, trainer.g.state_dict()[k]) for k, v in g0.items())  # the generator learned
+    assert isinstance(trainer.opt_g, torch.optim.AdamW)
+
+
+def test_init_starts_from_weights_with_a_fresh_optimiser(tmp_path, photos, capsys):
+    first = _cfg(tmp_path, photos, steps=2, out=str(tmp_path / "a"))
+    Trainer(first, _data(first)[0]).fit()
+    rc = main(["--sharp", str(photos), "--init", str(tmp_path / "a" / "g.pth"), "--steps", "1", "--out", str(tmp_path / "b"),
+               "--content", "l1", *TINY])
+    assert rc == 0
+    start = load_training_state(tmp_path / "b" / "ckpt_00000000.pth")
+    init, _ = load_generator(tmp_path / "a" / "g.pth")
+    assert all(torch.equal(v, init.state_dict()[k]) for k, v in start["g"].items())  # step 0 is the init weights
+    assert start["opt_g"]["state"] == {}  # fresh optimiser
+
+    rc = main(["--sharp", str(photos), "--init", str(tmp_path / "a" / "g.pth"), "--steps", "1", "--out", str(tmp_path / "c"),
+               "--content", "l1", *TINY, "--set", "spec=deblurgan-nano"])
+    assert rc == 2 and "the weights are spec 'deblurgan-pico', this run trains 'deblurgan-nano'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("setting", ["lr=-1", "lr=inf", "fft_weight=-0.1", "optimizer=sgd", "adv_weight=nan"])
+def test_recipe_settings_are_validated(tmp_path, photos, capsys, setting):
+    assert main(["--sharp", str(photos), "--out", str(tmp_path / "r"), "--set", setting]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

@@ -364,12 +364,18 @@ class SyntheticDataset(_Base):
                 self._cache_bytes -= self._cache.popitem(last=False)[1].nbytes
         return img
 
-    def _load_paper(self, index: int, rng: np.random.Generator) -> dict[str, Any] | None:
-        """The original synthesis (``SynthOptions()``): ``make_pair`` then ``degrade``."""
+    def _entry(self, index: int) -> tuple[str, np.ndarray | None]:
+        """The name and decoded photo of entry ``index`` (wrapping); None, warned once, if it cannot be decoded."""
         path, name = self.entries[index % len(self.entries)]
         img = self._photo(path)
         if img is None:
             self._skip(path, "cannot decode the image")
+        return name, img
+
+    def _load_paper(self, index: int, rng: np.random.Generator) -> dict[str, Any] | None:
+        """The original synthesis (``SynthOptions()``): ``make_pair`` then ``degrade``."""
+        name, img = self._entry(index)
+        if img is None:
             return None
         rng = rng_for(self.seed, name) if self.fixed else rng
         k = int(rng.choice(len(self.methods), p=self._p)) if len(self.methods) > 1 else 0
@@ -389,10 +395,8 @@ class SyntheticDataset(_Base):
             return self._load_paper(index, rng)
         if self.synth.reuse > 1 and not self.fixed and self.crop is not None:
             return self._load_reused(index, rng)
-        path, name = self.entries[index % len(self.entries)]
-        img = self._photo(path)
+        name, img = self._entry(index)
         if img is None:
-            self._skip(path, "cannot decode the image")
             return None
         rng = rng_for(self.seed, name) if self.fixed else rng
         blur, sharp, linear = self._synthesise(_fit(img, self.crop, self.halve), rng, self.crop, not self.fixed)
@@ -443,10 +447,8 @@ class SyntheticDataset(_Base):
         key = (self.epoch, group)
         hit = self._pairs.get(key)
         if hit is None:
-            path, name = self.entries[int(order[group * reuse]) % len(self.entries)]
-            img = self._photo(path)
+            name, img = self._entry(int(order[group * reuse]))
             if img is None:
-                self._skip(path, "cannot decode the image")
                 return None
             img = _fit(img, crop, self.halve)
             side = min(img.shape[0], img.shape[1], round(crop * (1 + (math.sqrt(reuse) - 1) / 2)))

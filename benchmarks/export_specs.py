@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from deblur.export.cli import main as export_main
+from deblur.runtime import cli
 from deblur.runtime.spec import get_spec
-from deblur.train import cli
 from deblur.train.checkpoint import save_generator
-from deblur.train.networks import Generator
+from deblur.train.networks import build_generator
 
 
 class _Stages(logging.Handler):
@@ -78,7 +78,7 @@ def main() -> None:
             print(run(Path(ckpt) if ckpt != "default" else ckpt, f"{ckpt} (trained)", work), flush=True)
         for name in filter(None, args.specs.split(",")):
             torch.manual_seed(0)
-            g = Generator(get_spec(name))
+            g = build_generator(get_spec(name))
             with torch.no_grad():
                 for prm in g.parameters():
                     prm.mul_(3.0)

@@ -270,6 +270,8 @@ def candidates(run: ExportRun) -> tuple[Backend, str, list[Candidate]]:
         if rewritten.rewrites and not plain.rewrites:
             out.append(Candidate(f"{run.fp32.name} + CPU rewrites ({', '.join(rewritten.rewrites)})", rewritten, "fp32",
                                  "onnxruntime-cpu"))
+        else:
+            rewritten.close()
     if run.fp16:
         out.append(Candidate(run.fp16.name, OnnxBackend(run.fp16, cpu_rewrites=False), "fp16", "onnxruntime-cpu"))
     if run.engine is not None:

@@ -146,9 +146,9 @@ def _generator(src: ModelSource) -> Any:
         return generator
     if src.untrained is not None:
         from deblur.runtime.spec import get_spec
-        from deblur.train.networks import Generator  # --spec: untrained models need the train extra
+        from deblur.train.networks import build_generator  # --spec: untrained models need the train extra
 
-        generator = Generator(get_spec(src.untrained)).eval()
+        generator = build_generator(get_spec(src.untrained)).eval()
         log.info("%s: untrained %s (random weights: speed does not depend on them)", PROG, src.untrained)
         return generator
     return None

@@ -10,6 +10,7 @@ engine's profile (or ``tile``) are tiled with feathered overlaps.
 """
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -164,14 +165,21 @@ class Deblurrer:
         return out
 
 
+@functools.lru_cache(maxsize=8)
+def _device_table(device: str) -> Any:
+    """``U8_TO_UNIT`` on a device, copied there once (not once per frame)."""
+    import torch
+
+    return torch.from_numpy(U8_TO_UNIT).to(device)
+
+
 def tensor_pre(t: Any, rgb: bool, multiple: int, min_size: int) -> Any:
     """uint8 HxWx3 torch tensor -> 1x3xHpxWp float32 on its device: bit for bit ``prepost.to_tensor``
     (the same table, the same padding rule)."""
-    import torch
     import torch.nn.functional as F
 
     h, w = t.shape[:2]
-    x = torch.from_numpy(U8_TO_UNIT).to(t.device)[t.long()].permute(2, 0, 1)[None]
+    x = _device_table(str(t.device))[t.long()].permute(2, 0, 1)[None]
     if not rgb:
         x = x.flip(1)
     ph, pw = padding(h, w, multiple, min_size)

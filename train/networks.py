@@ -53,13 +53,6 @@ class Generator(nn.Module):
     reflect padding needs at least 2 pixels).
     """
 
-    def __new__(cls, spec: ModelSpec | None = None, *args: object, **kwargs: object) -> nn.Module:
-        # Compatibility: Generator(unet_spec) builds the U-Net (a UNetGenerator, not a Generator,
-        # so __init__ below is not run on it). copy.deepcopy calls __new__ without a spec.
-        if cls is Generator and spec is not None and spec.family != "resnet":
-            return build_generator(spec)
-        return super().__new__(cls)
-
     def __init__(self, spec: ModelSpec):
         super().__init__()
         if spec.family != "resnet":

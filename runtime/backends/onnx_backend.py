@@ -44,6 +44,9 @@ class OnnxBackend(Backend):
     def infer(self, x: np.ndarray) -> np.ndarray:
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
+    def close(self) -> None:
+        self.session = None  # ORT frees the session's arena with its last reference
+
     def prepare(self, x: np.ndarray) -> Callable[[], Any]:
         feed = {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)}
         return lambda: self.session.run([OUTPUT_NAME], feed)

@@ -118,9 +118,8 @@ def test_spec_validation_one_line_messages(kwargs, message):
 def test_build_generator_picks_the_family():
     assert isinstance(build_generator(SMALL), UNetGenerator)
     assert type(build_generator(get_spec("deblurgan-pico"))) is Generator
-    g = Generator(SMALL)  # older call sites that still say Generator(spec) get the right network
-    assert isinstance(g, UNetGenerator) and g.spec == SMALL
-    assert isinstance(copy.deepcopy(g), UNetGenerator)
+    with pytest.raises(InputError, match="use build_generator"):
+        Generator(SMALL)  # one way to build a family: build_generator
     assert type(copy.deepcopy(Generator(get_spec("deblurgan-pico")))) is Generator
     with pytest.raises(InputError, match="family 'unet'"):
         UNetGenerator(get_spec("deblurgan-pico"))

@@ -11,8 +11,9 @@ EPILOG = """examples:
   deblur-export --ckpt g.pth --fp16 --static 720x1280               # fixed camera size: static shapes
   deblur-export --ckpt latest_net_G.pth --workdir out/ --max-shape 1x3x1088x1920
   deblur-export --onnx g_fp16.onnx --require-engine                 # on the Jetson: build the engine there
+  deblur-export --ckpt g.pth --openvino                             # + OpenVINO IR g.xml/g.bin for Intel/AMD CPUs
 
-Artifacts (in --workdir, default the checkpoint's or ONNX's folder): <stem>.onnx, <stem>_fp16.onnx,
+Artifacts (in --workdir, default the checkpoint's or ONNX's folder): <stem>.onnx, <stem>_fp16.onnx, <stem>.xml + .bin,
 <stem>[_fp16].engine + <engine>.json (manifest), <stem>.timing.cache, parity.json, parity.md.
 Nothing is published under its final name unless the parity gate passes.
 Exit codes: 0 done (engine stage may be skipped: see the log), 2 bad input, 3 parity gate failed,
@@ -28,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp16", action="store_true", help="also write the mixed-precision graph (InstanceNorm in FP32) and build from it")
     p.add_argument("--fp16-tool", choices=["onnxconverter", "modelopt"], default="onnxconverter",
                    help="FP16 converter: onnxconverter-common (default) or NVIDIA ModelOpt AutoCast (separate environment)")
+    p.add_argument("--openvino", action="store_true", help="also write OpenVINO IR (<stem>.xml + .bin), gated at f32 and at "
+                                                            "the CPU's native bf16/f16")
     p.add_argument("--workdir", type=Path, help="output folder (default: next to --ckpt/--onnx; the current folder for --ckpt default)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--min-shape", help="TensorRT profile minimum NxCxHxW (default 1x3x64x64)")

@@ -1,4 +1,4 @@
-"""The export pipeline: checkpoint -> ONNX -> FP16 graph -> TensorRT engine -> parity gate -> publish.
+"""The export pipeline: checkpoint -> ONNX -> FP16 graph -> OpenVINO IR -> TensorRT engine -> parity gate -> publish.
 
 Each stage is one function over an ``ExportRun``; every artifact is written into a hidden temp
 folder inside ``workdir`` and renamed to its final name only after the parity gate passes, so an
@@ -23,10 +23,11 @@ import numpy as np
 
 from deblur.export import parity as P
 from deblur.runtime.backends.base import Backend
+from deblur.runtime.compare import compare
 from deblur.runtime.contract import OnnxContract, is_fp16, read_onnx_props
 from deblur.runtime.errors import EngineRequiredError, InputError, ParityError
 from deblur.runtime.images import list_images, read_rgb
-from deblur.runtime.prepost import to_float_image, to_tensor
+from deblur.runtime.prepost import centre_crop, to_float_image, to_tensor
 from deblur.runtime.shapes import parse_hw, round_up
 from deblur.runtime.zoo import PARITY_IMAGES
 
@@ -51,6 +52,7 @@ class ExportOptions:
     fp16_tool: str = "onnxconverter"
     debug_parity: bool = False
     spec: str | None = None
+    openvino: bool = False
 
 
 @dataclass
@@ -93,6 +95,7 @@ class ExportRun:
     static_hw: tuple[int, int] | None = None
     engine: Path | None = None
     engine_info: dict | None = None
+    openvino_ir: Path | None = None
     staged: dict[str, Path] = field(default_factory=dict)  # final name -> temp path
     result: ExportResult = field(default_factory=ExportResult)
 
@@ -246,6 +249,37 @@ def build_engine(run: ExportRun) -> None:
         s.update(what=f"built {name}, strongly typed, profile {run.profile}", path=path)
 
 
+def convert_openvino(run: ExportRun) -> None:
+    """OpenVINO IR (``<stem>.xml`` + ``.bin``) from the FP32 graph, our contract in its rt_info; FP32
+    weights, since OpenVINO picks the compute precision when it compiles (the gate runs each one)."""
+    if not run.opts.openvino:
+        return
+    from deblur.runtime.backends import openvino_backend as ovb
+
+    with stage("OpenVINO") as s:
+        xml = run.tmp / f"{run.stem}.xml"
+        ovb.save_ir(run.fp32, xml)
+        run.openvino_ir = xml
+        run.staged[xml.name], run.staged[xml.with_suffix(".bin").name] = xml, xml.with_suffix(".bin")
+        weights = "the FP16 graph's weights" if run.source_fp16 else "FP32 weights"
+        s.update(what=f"{xml.name} + {xml.with_suffix('.bin').name} (IR, {weights})", path=xml.with_suffix(".bin"))
+
+
+def _openvino_candidates(run: ExportRun) -> list[Candidate]:
+    """The IR at f32 (the FP32 bounds) and at the CPU's native bf16/f16, if it has one (the FP16 bounds)."""
+    from deblur.runtime.backends import openvino_backend as ovb
+
+    out = []
+    for precision in ("f32", ovb.native_low_precision()):
+        if precision is None:
+            log.info("%-9s bf16/f16 not gated: this CPU computes neither natively (OpenVINO would run f32)", "OpenVINO:")
+            continue
+        b = ovb.OpenVinoBackend(run.openvino_ir, "cpu", precision=precision)
+        gate_as = "fp16" if run.source_fp16 or b.precision != "fp32" else "fp32"
+        out.append(Candidate(f"{run.openvino_ir.name} ({b.precision})", b, gate_as, f"openvino {b.version} cpu"))
+    return out
+
+
 def open_engine(path: Path, device: str) -> Backend:
     """The runtime's TensorRT backend (manifest, profile and host-code checks included)."""
     from deblur.runtime.backends.tensorrt_backend import TensorRTBackend
@@ -277,6 +311,8 @@ def candidates(run: ExportRun) -> tuple[Backend, str, list[Candidate]]:
     if run.engine is not None:
         out.append(Candidate(run.engine.name, open_engine(run.engine, run.opts.device), run.precision,
                              f"tensorrt {run.engine_info.get('tensorrt_version', '')}"))
+    if run.openvino_ir is not None:
+        out += _openvino_candidates(run)
     if run.opts.fp16 and run.model is not None:
         from deblur.export.fp16 import half_reference
 
@@ -296,24 +332,17 @@ def run_parity(reference: Backend, cands: list[Candidate], images: list[tuple[st
     for c in cands:
         res = P.ArtifactResult(c.artifact, c.precision, c.label)
         for name, rgb in images:
-            img = _centre_crop(rgb, HALF_PROXY_CROP, spec.pad_multiple) if c.small_crops else rgb
+            img = centre_crop(rgb, HALF_PROXY_CROP, spec.pad_multiple) if c.small_crops else rgb
             if static_hw and max(img.shape[:2]) > min(static_hw):
-                img = _centre_crop(img, min(static_hw), spec.pad_multiple)
+                img = centre_crop(img, min(static_hw), spec.pad_multiple)
             h, w = img.shape[:2]
             x = to_tensor(img, spec.pad_multiple, spec.min_size, size=static_hw)
             ref = to_float_image(reference.infer(x), h, w)
             raw = c.backend.infer(x)
             out = to_float_image(np.where(np.isfinite(raw), raw, np.nan), h, w)  # Inf must not clip to 0/1
-            res.images.append(P.compare(name if not c.small_crops else f"{name} (centre {w}x{h})", ref, out, c.precision))
+            res.images.append(compare(name if not c.small_crops else f"{name} (centre {w}x{h})", ref, out, c.precision))
         results.append(res)
     return results
-
-
-def _centre_crop(rgb: np.ndarray, size: int, multiple: int) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    ch, cw = min(h, size) // multiple * multiple or h, min(w, size) // multiple * multiple or w
-    y, x = (h - ch) // 2, (w - cw) // 2
-    return rgb[y : y + ch, x : x + cw]
 
 
 def gate(run: ExportRun) -> None:
@@ -364,6 +393,12 @@ def export(opts: ExportOptions) -> ExportResult:
 
     make_profile(opts.min_shape, opts.opt_shape, opts.max_shape, multiple=1,
                  static_hw=parse_hw(opts.static, "--static") if opts.static else None)
+    if opts.openvino:  # fail before any work, like --require-engine
+        from deblur.runtime.backends import openvino_backend as ovb
+
+        if not ovb.available():
+            raise InputError("--openvino needs OpenVINO, which is not installed", hint=ovb.HINT)
+        ovb.core()  # installed but broken: its InputError now
     engine_reason = tensorrt_unavailable_reason()
     if opts.require_engine and engine_reason:
         raise EngineRequiredError(f"a TensorRT engine is required but cannot be built here: {engine_reason}",
@@ -385,6 +420,7 @@ def export(opts: ExportOptions) -> ExportResult:
         if run.weights is None:
             _shapes(run, run.contract.spec)
         convert_fp16_graph(run)
+        convert_openvino(run)
         build_engine(run)
         gate(run)
         publish(run)
@@ -418,7 +454,7 @@ def _debug(run: ExportRun, engine_failed: bool) -> str:
     spec, static = run.contract.spec, run.contract.static_hw
     img = run.images[0][1]
     if static:
-        img = _centre_crop(img, min(static), spec.pad_multiple)
+        img = centre_crop(img, min(static), spec.pad_multiple)
     x = to_tensor(img, spec.pad_multiple, spec.min_size, size=static)
     lines = []
     if run.model is not None:

@@ -5,11 +5,14 @@ CPU, where the call returns only when the output is in host memory; CUDA events 
 forward when torch runs on a GPU; TensorRT wall clock with its copies in and out), p50/p99 ms and
 FPS; the CPU pre- and post-processing (``Deblurrer``'s own path, runtime/frames.py, on a uint8
 BGR frame of that size) timed as their own rows, and an end-to-end estimate (pre + model + post).
-Parity against torch in the same run: PSNR and max |d| in [0, 1] (``runtime.compare``) on a real
-photo (``zoo.PARITY_IMAGES``) resized to the size.
+Parity against torch (else ONNX Runtime) in the same run: PSNR and max |d| in [0, 1] on a real
+photo (``zoo.PARITY_IMAGES``) resized to the size, judged by the export gate's bounds for the
+precision each backend computes in (``runtime.compare``). Speed as ratios against ONNX Runtime and
+torch timed in the same run, and as achieved GMAC/s (``runtime.macs``) with its share of the CPU's
+peak measured by dense probes in the same run (``runtime.peak``).
 
 Every model runs through the runtime's own backends (``TorchBackend``, ``OnnxBackend``,
-``TensorRTBackend``), so an engine gets the manifest, profile and host-code checks and an ONNX file
+``OpenVinoBackend``, ``TensorRTBackend``), so an engine gets the manifest, profile and host-code checks and an ONNX file
 the runtime's session options and CPU rewrites, exactly as ``Deblurrer`` runs them. The model's
 pad multiple and minimum size come from its ``ModelSpec`` (checkpoint, ONNX contract or manifest).
 
@@ -41,9 +44,10 @@ import numpy as np
 
 from deblur.runtime import prepost
 from deblur.runtime.backends.base import Backend
-from deblur.runtime.compare import max_abs_diff, psnr
+from deblur.runtime.compare import compare, max_abs_diff, psnr
 from deblur.runtime.errors import InputError
 from deblur.runtime.frames import FrameInfo, postprocess, preprocess
+from deblur.runtime.macs import macs
 from deblur.runtime.shapes import parse_hw_list
 from deblur.runtime.spec import ModelSpec
 from deblur.runtime.timing import stats, time_step
@@ -52,7 +56,7 @@ from deblur.runtime.zoo import BUNDLED, PARITY_IMAGES, resolve_model
 log = logging.getLogger("deblur")
 
 PROG = "deblur-bench"
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 DEFAULT_SIZES = "360x640,720x1280"
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
 ENGINE_SUFFIXES = (".engine", ".plan")
@@ -72,6 +76,7 @@ class ModelSource:
     checkpoint: Path | None = None
     untrained: str | None = None  # a spec name: random weights, for speed only (--spec)
     onnx: Path | None = None
+    openvino_ir: Path | None = None  # an OpenVINO .xml (else OpenVINO reads the ONNX)
     engine: Path | None = None
     spec: ModelSpec | None = None  # set by make_backends: the model's own (checkpoint, ONNX contract, manifest)
 
@@ -104,11 +109,13 @@ def resolve_source(model: str, engine: str | None) -> ModelSource:
         src.onnx = path
     elif path.suffix.lower() in ENGINE_SUFFIXES:
         src.engine = path
+    elif path.suffix.lower() == ".xml":
+        src.openvino_ir = path
     elif path.suffix.lower() in CHECKPOINT_SUFFIXES:
         src.checkpoint = path
     else:
         raise InputError(f"cannot tell the model type from {path.name!r}",
-                         hint="use a .pth/.pt/.safetensors checkpoint, an .onnx file or a .engine/.plan engine")
+                         hint="use a .pth/.pt/.safetensors checkpoint, an .onnx file, an OpenVINO .xml or a .engine/.plan engine")
     if engine:
         if not Path(engine).is_file():
             raise InputError("engine not found", engine, hint="build one with deblur-export, or drop --engine")
@@ -191,6 +198,20 @@ def _tensorrt(engine: Path | None, device: str) -> Backend | str:
         return e.line()
 
 
+def _openvino(path: Path | None, threads: int | None) -> Backend | str:
+    """OpenVINO on the CPU at its ``auto`` precision (the CPU's native bf16/f16, else f32), or why not."""
+    from deblur.runtime.backends import openvino_backend as ovb
+
+    if not ovb.available():
+        return f"OpenVINO is not installed ({ovb.HINT})"
+    if path is None:
+        return "needs an .onnx, an OpenVINO .xml or a checkpoint to export one from"
+    try:
+        return ovb.OpenVinoBackend(path, "cpu", threads)
+    except InputError as e:  # it cannot read or compile this model (or cannot start): a row that says why
+        return e.line()
+
+
 def make_backends(src: ModelSource, names: Sequence[str], device: str, threads: int | None,
                   stack: ExitStack) -> tuple[list[Backend], list[Skipped]]:
     """Build the requested backends (exporting the ONNX a checkpoint needs into a temp folder); ``stack`` closes them.
@@ -199,13 +220,13 @@ def make_backends(src: ModelSource, names: Sequence[str], device: str, threads: 
     made: list[Backend] = []
     skipped: list[Skipped] = []
     generator = _generator(src)
-    if "onnxruntime" in names and src.onnx is None and generator is not None:
+    if {"onnxruntime", "openvino"} & set(names) and src.onnx is None and generator is not None:
         src.onnx = _export_temp_onnx(generator, src, stack)  # before torch may move the generator to a GPU
     for name in names:
         backend: Backend | str
         if name == "torch":
             if generator is None:
-                backend = f"needs a checkpoint (.pth/.safetensors/default); this model is {(src.onnx or src.engine).suffix}"
+                backend = f"needs a checkpoint (.pth/.safetensors/default); this model is {(src.onnx or src.openvino_ir or src.engine).suffix}"
             else:
                 from deblur.runtime.backends.torch_backend import TorchBackend
 
@@ -217,6 +238,8 @@ def make_backends(src: ModelSource, names: Sequence[str], device: str, threads: 
                 from deblur.runtime.backends.onnx_backend import OnnxBackend
 
                 backend = OnnxBackend(src.onnx, _ort_device(device), threads)
+        elif name == "openvino":
+            backend = _openvino(src.openvino_ir or src.onnx, threads)
         else:
             backend = _tensorrt(src.engine, device)
         if isinstance(backend, str):
@@ -266,7 +289,11 @@ def post(y: np.ndarray, h: int, w: int) -> np.ndarray:
 
 def bench_size(backends: list[Backend], skipped: list[Skipped], spec: ModelSpec, hw: tuple[int, int],
                runs: int, warmup: int) -> list[dict[str, Any]]:
-    """All rows for one size: pre, post, each backend (with parity vs torch), each skip."""
+    """All rows for one size: pre, post, each backend, each skip.
+
+    Each backend row has its speed against ONNX Runtime and torch in this run, achieved GMAC/s (the
+    spec's multiply-adds over the p50; ``add_peak_shares`` relates them to the probes), and parity
+    against the reference (torch, else ONNX Runtime) judged by the export gate's bounds."""
     h, w = hw
     size = f"{h}x{w}"
     frame = photo(h, w)
@@ -279,6 +306,7 @@ def bench_size(backends: list[Backend], skipped: list[Skipped], spec: ModelSpec,
         {"backend": "post (cpu)", "size": size, **stats(post_ms), "runs": runs, "kind": "post"},
     ]
     pre_p50, post_p50 = rows[0]["p50_ms"], rows[1]["p50_ms"]
+    gmac = macs(spec, h, w) / 1e9
     outputs: dict[str, np.ndarray] = {}
     for b in backends:
         log.info("%s: %s at %s: %d warm-up + %d timed runs", PROG, b.name, size, warmup, runs)
@@ -292,23 +320,47 @@ def bench_size(backends: list[Backend], skipped: list[Skipped], spec: ModelSpec,
                          "kind": "model", "error": reason})
             continue
         outputs[b.name] = prepost.to_float_image(y, h, w)
-        row = {"backend": b.name, "size": size, **stats(ms), "runs": runs, "warmup": warmup, "kind": "model",
-               "input_shape": list(x.shape), "note": b.note}
+        row = {"backend": b.name, "precision": b.precision, "size": size, **stats(ms), "runs": runs, "warmup": warmup,
+               "kind": "model", "input_shape": list(x.shape), "note": b.note}
         row["e2e_p50_ms"] = pre_p50 + row["p50_ms"] + post_p50
         row["e2e_fps"] = 1e3 / row["e2e_p50_ms"]
+        row["gmacs"] = gmac / (row["p50_ms"] / 1e3)
+        row["cpu"] = not str(b.device).startswith("cuda")
         if not np.isfinite(y).all():
             row["note"] += "; output has NaN/Inf"
         rows.append(row)
-    torch_row = next((r for r in rows if r["backend"] == "torch" and r["p50_ms"]), None)
-    for row in rows:
-        if row["kind"] == "model" and row["p50_ms"] and torch_row is not None:
-            a, ref = outputs[row["backend"]], outputs["torch"]
-            row["vs_torch"] = torch_row["p50_ms"] / row["p50_ms"]
+    timed = {r["backend"]: r for r in rows if r["kind"] == "model" and r["p50_ms"]}
+    ref_name = "torch" if "torch" in timed else "onnxruntime" if "onnxruntime" in timed else None
+    for row in timed.values():
+        for other in ("onnxruntime", "torch"):
+            if other in timed:
+                row[f"vs_{other}"] = timed[other]["p50_ms"] / row["p50_ms"]
+        if ref_name is not None:
+            a, ref = outputs[row["backend"]], outputs[ref_name]
+            row["parity_ref"] = ref_name
             row["psnr_db"], row["max_abs_diff"] = psnr(a, ref), max_abs_diff(a, ref)
+            if row["backend"] != ref_name:
+                bounds = "fp32" if row["precision"] == "fp32" and timed[ref_name]["precision"] == "fp32" else "fp16"
+                failures = compare(size, ref, a, bounds).failures
+                row["gate"] = "pass" if not failures else "FAIL: " + "; ".join(failures[:2])
     for s in skipped:
         rows.append({"backend": s.name, "size": size, "p50_ms": None, "p99_ms": None, "fps": None, "kind": "model",
                      "skipped": s.reason})
     return rows
+
+
+def add_peak_shares(rows: list[dict[str, Any]], peaks: dict[str, float]) -> None:
+    """Each CPU row's achieved GMAC/s as a share of the peak of the precision it computes in."""
+    for r in rows:
+        peak = peaks.get(r.get("precision", "")) if r.get("cpu") and r.get("gmacs") else None
+        r["peak_share"] = r["gmacs"] / peak if peak else None
+
+
+def peak_rows(peak_probes: list[dict[str, Any]]) -> str:
+    """The probes as a small Markdown table (printed above the backends' table)."""
+    lines = ["| peak probe | precision | GMAC/s | when |", "|---|---|---:|---|"]
+    lines += [f"| {r['probe']} | {r['precision']} | {r['gmacs']:.1f} | {r.get('when', 'start')} |" for r in peak_probes]
+    return "\n".join(lines)
 
 
 # -------------------------------------------------------------------------------------- output
@@ -327,16 +379,20 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     if len({r.get("model") for r in rows}) > 1:
         models = list(dict.fromkeys(r.get("model") for r in rows))
         return "\n\n".join(f"{m}:\n\n" + markdown([r for r in rows if r.get("model") == m]) for m in models)
-    head = ("| backend | size | p50 ms | p99 ms | FPS | vs torch | pre+model+post p50 ms | e2e FPS | PSNR dB | max abs diff | note |\n"
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    head = ("| backend | precision | size | p50 ms | p99 ms | FPS | vs onnxruntime | vs torch | pre+model+post p50 ms | e2e FPS "
+            "| GMAC/s | % of peak | PSNR dB | max abs diff | gate | note |\n"
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
     lines = [head]
     for r in rows:
         note = (f"skipped: {r['skipped']}" if r.get("skipped") else r.get("error") or r.get("note", ""))
-        vs = f"{r['vs_torch']:.2f}x" if r.get("vs_torch") is not None else "-"
-        psnr_cell = "ref" if r["backend"] == "torch" and "psnr_db" in r else _fmt(r.get("psnr_db"))
-        lines.append(f"| {r['backend']} | {r['size']} | {_fmt(r['p50_ms'], '.2f')} | {_fmt(r['p99_ms'], '.2f')} | "
-                     f"{_fmt(r['fps'])} | {vs} | {_fmt(r.get('e2e_p50_ms'), '.2f')} | {_fmt(r.get('e2e_fps'))} | "
-                     f"{psnr_cell} | {_fmt(r.get('max_abs_diff'), '.1e')} | {note} |")
+        ratios = [f"{r[k]:.2f}x" if r.get(k) is not None else "-" for k in ("vs_onnxruntime", "vs_torch")]
+        is_ref = r.get("parity_ref") == r["backend"]
+        psnr_cell = "ref" if is_ref else _fmt(r.get("psnr_db"))
+        share = f"{100 * r['peak_share']:.0f} %" if r.get("peak_share") else "-"
+        lines.append(f"| {r['backend']} | {r.get('precision', '-')} | {r['size']} | {_fmt(r['p50_ms'], '.2f')} | "
+                     f"{_fmt(r['p99_ms'], '.2f')} | {_fmt(r['fps'])} | {ratios[0]} | {ratios[1]} | "
+                     f"{_fmt(r.get('e2e_p50_ms'), '.2f')} | {_fmt(r.get('e2e_fps'))} | {_fmt(r.get('gmacs'))} | {share} | "
+                     f"{psnr_cell} | {_fmt(r.get('max_abs_diff'), '.1e')} | {'ref' if is_ref else r.get('gate', '-')} | {note} |")
     return "\n".join(lines)
 
 

@@ -18,12 +18,14 @@ from deblur.runtime.bench import (
     DEFAULT_SIZES,
     PROG,
     ModelSource,
+    add_peak_shares,
     bench_size,
     json_safe,
     make_backends,
     markdown,
     parse_backends,
     parse_sizes,
+    peak_rows,
     resolve_device,
     resolve_source,
 )
@@ -36,23 +38,26 @@ log = logging.getLogger("deblur")
 def build_parser() -> argparse.ArgumentParser:
     p = make_parser(
         PROG,
-        "Time torch, ONNX Runtime and TensorRT on one model: p50/p99 ms, FPS, pre/post, parity vs torch.",
+        "Time torch, ONNX Runtime, OpenVINO and TensorRT on one model: p50/p99 ms, FPS, pre/post, achieved GMAC/s "
+        "and share of the CPU's peak, parity against the reference.",
         epilog="examples:\n"
                "  deblur-bench --model g.pth                      # torch vs onnxruntime (exported on the fly)\n"
                "  deblur-bench --model g.onnx --sizes 720x1280 --runs 50\n"
+               "  deblur-bench --model default --backends onnxruntime,openvino --sizes 360x640   # the CPU backends\n"
                "  deblur-bench --model g.pth --engine g_fp16.engine --json bench.json\n"
                "  deblur-bench --spec deblurgan-pico,deblurgan-nano --backends onnxruntime --sizes 360x640   # choose a spec",
     )
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--model", help="checkpoint (.pth/.safetensors/'default'), .onnx, or .engine/.plan")
+    which.add_argument("--model", help="checkpoint (.pth/.safetensors/'default'), .onnx, OpenVINO .xml, or .engine/.plan")
     which.add_argument("--spec", help="comma list of spec names: untrained models of those specs (speed only; "
                                       "parity still compares the backends)")
     p.add_argument("--engine", help="a TensorRT engine to add to a checkpoint/ONNX comparison")
-    p.add_argument("--backends", default=",".join(BACKENDS), help="comma list from torch,onnxruntime,tensorrt (default: all)")
+    p.add_argument("--backends", default=",".join(BACKENDS), help="comma list from torch,onnxruntime,openvino,tensorrt (default: all)")
     p.add_argument("--sizes", default=DEFAULT_SIZES, help=f"HxW list (default {DEFAULT_SIZES})")
     p.add_argument("--runs", type=int, default=20, help="timed runs per backend and size (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch and onnxruntime (default: each one's own)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch, onnxruntime and openvino (default: each one's own)")
+    p.add_argument("--no-peak", action="store_true", help="skip the peak probes (GMAC/s are still reported)")
     p.add_argument("--device", default="cpu", help="torch/onnxruntime device: cpu, cuda[:N] or auto (default cpu)")
     p.add_argument("--json", type=Path, help="also write the rows as a JSON list to this file")
     return p
@@ -76,8 +81,15 @@ def _main(args: argparse.Namespace) -> int:
     sizes = parse_sizes(args.sizes)
     names = parse_backends(args.backends)
     device = resolve_device(args.device)
+    sources = _sources(args)  # bad models and spec names fail here, before any timing
     rows: list[dict[str, Any]] = []
-    for label, src in _sources(args):
+    probes: list[dict[str, Any]] = []
+    measure_peak = not args.no_peak and device == "cpu"
+    if measure_peak:  # at the start and again at the end: this machine's speed drifts during a long run
+        from deblur.runtime.peak import probes as run_probes
+
+        probes = [{**p, "when": "start"} for p in run_probes(args.threads)]
+    for label, src in sources:
         with ExitStack() as stack:
             backends, skipped = make_backends(src, names, device, args.threads, stack)
             for s in skipped:
@@ -87,12 +99,18 @@ def _main(args: argparse.Namespace) -> int:
                                  hint="; ".join(f"{s.name}: {s.reason}" for s in skipped))
             for hw in sizes:
                 rows += [{"model": label, **r} for r in bench_size(backends, skipped, src.spec, hw, args.runs, args.warmup)]
+    if measure_peak:
+        from deblur.runtime.peak import peaks
+
+        probes += [{**p, "when": "end"} for p in run_probes(args.threads)]
+        add_peak_shares(rows, peaks(probes))
+        print(peak_rows(probes) + "\n")
     print(markdown(rows))
     failed = [f"{r['backend']} at {r['size']}" for r in rows if r.get("error")]
     if args.json:
         from deblur.runtime.fileio import atomic_write_text
 
-        atomic_write_text(args.json, json.dumps(json_safe(rows), indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(json_safe(rows + [{"kind": "peak", **p} for p in probes]), indent=2) + "\n")
         log.info("%s: wrote %s", PROG, args.json)
     if failed:
         log.error("%s: %d run(s) failed: %s", PROG, len(failed), ", ".join(failed))

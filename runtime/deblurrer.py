@@ -31,30 +31,45 @@ class Deblurrer:
     """Deblur frames with any exported model.
 
     Args:
-        model: a file (``.pth``/``.pt``/``.safetensors``, ``.onnx``, ``.engine``/``.plan``) or ``"default"``.
+        model: a file (``.pth``/``.pt``/``.safetensors``, ``.onnx``, OpenVINO ``.xml``, ``.engine``/``.plan``) or ``"default"``.
         device: ``"cpu"`` or ``"cuda:N"``.
-        backend: ``"torch"``, ``"onnxruntime"`` or ``"tensorrt"``; default from the suffix.
+        backend: ``"torch"``, ``"onnxruntime"``, ``"openvino"`` or ``"tensorrt"``; default from the suffix, except
+            an ONNX model on the CPU: the fastest backend installed here that passes the parity gate
+            (``runtime/backend_choice.py``; decided once per machine and model, logged, cached).
         rgb: frames are RGB instead of OpenCV's BGR.
         tile: ``"auto"`` (tile only what the backend cannot take whole), an int tile side in px
             (tile frames larger than that), or ``0`` (never tile; refuse what does not fit).
         tile_overlap: overlap between tiles in px (feathered).
-        threads: CPU threads for torch / ONNX Runtime.
+        threads: CPU threads for torch / ONNX Runtime / OpenVINO.
+        precision: OpenVINO's ``"f32"``, ``"bf16"``, ``"f16"`` or ``"auto"`` (the CPU's native low
+            precision, else f32; the default, except that the backend choice passes the one it validated).
 
+    ``info`` says what runs (backend, precision really used, threads, why this backend);
     ``timings`` holds the last call's milliseconds: ``pre_ms``, ``infer_ms``, ``post_ms`` (wall
     time), and ``infer_cuda_ms`` (CUDA events) where the backend runs on a GPU.
     """
 
     def __init__(self, model: str | Path = "default", device: str = "cpu", backend: str | None = None, *,
                  rgb: bool = False, tile: int | str = "auto", tile_overlap: int = 32, threads: int | None = None,
-                 spec: str | None = None):
+                 spec: str | None = None, precision: str | None = None):
         if str(model) in BUNDLED:
-            backend = backend or ("onnxruntime" if not device.startswith("cuda") else "torch")
-            model = resolve_model(model, backend)
+            model = resolve_model(model, backend or ("onnxruntime" if not device.startswith("cuda") else "torch"))
         path = Path(model)
         if not path.exists():
-            raise InputError("model not found", path, hint="pass a .pth, .onnx or .engine file, or 'default'")
+            raise InputError("model not found", path, hint="pass a .pth, .onnx, .xml or .engine file, or 'default'")
+        options: dict[str, Any] = {"threads": threads, "precision": precision}
+        self.choice = "named" if backend else "from the file suffix"
+        if precision is not None and backend is None and path.suffix.lower() in (".onnx", ".xml"):
+            backend, self.choice = "openvino", "a precision was named"
+        if precision is not None and backend_name(path, backend) != "openvino":
+            raise InputError(f"precision={precision!r} applies to the openvino backend, not {backend_name(path, backend)}", path,
+                             hint="drop the precision, or use backend='openvino'")
+        if backend is None and device == "cpu" and path.suffix.lower() == ".onnx":
+            from deblur.runtime.backend_choice import choose
+
+            chosen = choose(path, threads)
+            backend, options, self.choice = chosen.backend, {**options, **chosen.options}, chosen.reason
         self.backend_name = backend_name(path, backend)
-        options: dict[str, Any] = {"threads": threads}
         if spec is not None:
             options["spec"] = spec
         self.backend = load_backend(path, backend, device, **options)
@@ -77,6 +92,13 @@ class Deblurrer:
     @property
     def spec(self) -> ModelSpec:
         return self.backend.spec
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """What runs: file, backend, device, spec, the precision really computed in, and why this backend."""
+        b = self.backend
+        return {"model": str(self.path), "backend": self.backend_name, "device": self.device, "spec": self.spec.name,
+                "precision": b.precision, "threads": b.threads, "note": b.note, "choice": self.choice}
 
     def __repr__(self) -> str:
         return f"Deblurrer({str(self.path)!r}, backend={self.backend_name!r}, device={self.device!r}, spec={self.spec.name!r})"

@@ -55,3 +55,11 @@ def to_float_image(y: np.ndarray, h: int, w: int) -> np.ndarray:
 def to_uint8(y: np.ndarray, h: int, w: int) -> np.ndarray:
     """1x3xHpxWp in [-1, 1] -> HxWx3 uint8 RGB: crop, then ``unit_to_u8``."""
     return unit_to_u8(y[0, :, :h, :w].transpose(1, 2, 0))
+
+
+def centre_crop(rgb: np.ndarray, size: int, multiple: int) -> np.ndarray:
+    """The centre of an image, each side cut to at most ``size`` and a multiple of ``multiple`` (static-shape models)."""
+    h, w = rgb.shape[:2]
+    ch, cw = min(h, size) // multiple * multiple or h, min(w, size) // multiple * multiple or w
+    y, x = (h - ch) // 2, (w - cw) // 2
+    return rgb[y : y + ch, x : x + cw]

@@ -48,3 +48,18 @@ def stats(ms: list[float]) -> dict[str, float]:
     """``p50_ms``, ``p99_ms`` and ``fps`` (from the p50) of millisecond samples."""
     p50 = float(np.percentile(ms, 50))
     return {"p50_ms": p50, "p99_ms": float(np.percentile(ms, 99)), "fps": 1e3 / p50 if p50 > 0 else math.inf}
+
+
+def round_robin(steps: dict[str, Step], rounds: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Milliseconds per step, one call of each in turn per round, so a load that comes and goes (this
+    machine's speed drifts by up to 30 % within minutes) hits every step alike: for ratios."""
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    out: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            out[name].append((time.perf_counter() - t0) * 1e3)
+    return out

@@ -7,7 +7,7 @@ from deblur.runtime.errors import InputError
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 PARITY_IMAGES = Path(__file__).resolve().parent / "parity_images"  # real photos for the gate and deblur-bench
-BUNDLED = {"default": {"torch": "default.safetensors", "onnxruntime": "default.onnx"}}
+BUNDLED = {"default": {"torch": "default.safetensors", "onnxruntime": "default.onnx", "openvino": "default.onnx"}}
 
 
 def resolve_model(name_or_path: str | Path, backend: str = "torch") -> Path:

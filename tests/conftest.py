@@ -10,6 +10,14 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("DEBLUR_DATA", REPO.parent / "shared" / "data"))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The runtime's caches (backend choice) in a folder of this run, shared with the CLI subprocesses:
+    tests neither read a user's ~/.cache nor leave anything in it."""
+    import tempfile
+
+    os.environ["DEBLUR_CACHE_DIR"] = tempfile.mkdtemp(prefix="deblur-test-cache-")
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not DATA.is_dir():

@@ -164,26 +164,3 @@ def init_weights(module: nn.Module, gain: float = 0.02) -> None:
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-
-
-def macs(spec: ModelSpec, height: int, width: int) -> int:
-    """Multiply-accumulates of one generator forward at H x W (convs and transposed convs).
-
-    U-Net specs count the frame the runtime runs: H and W rounded up to ``pad_multiple``."""
-    if spec.family == "unet":
-        from deblur.train.unet import unet_macs
-
-        return unet_macs(spec, height, width)
-    ngf, nd = spec.ngf, spec.n_downsampling
-    hw = height * width
-    total = hw * 3 * ngf * 49
-    for i in range(nd):
-        c = ngf * 2**i
-        total += (hw // 4 ** (i + 1)) * c * 2 * c * 9
-    c = ngf * 2**nd
-    total += spec.n_blocks * 2 * (hw // 4**nd) * c * c * 9
-    for i in range(nd):
-        c = ngf * 2 ** (nd - i)
-        total += (hw // 4 ** (nd - i)) * c * (c // 2) * 9  # per input pixel, as ptflops counts ConvT
-    total += hw * ngf * 3 * 49
-    return total

@@ -108,20 +108,3 @@ def stem_from_unshuffle(weight: torch.Tensor, stem: int) -> torch.Tensor:
     """
     c, s = weight.shape[0], stem
     return weight.reshape(c, 3, s, s, 3, 3).permute(0, 1, 4, 2, 5, 3).reshape(c, 3, 3 * s, 3 * s)
-
-
-def unet_macs(spec: ModelSpec, height: int, width: int) -> int:
-    """Multiply-accumulates of one forward at H x W (rounded up to ``pad_multiple``, as the runtime pads)."""
-    m = spec.pad_multiple
-    height, width = max(-(-height // m) * m, spec.min_size), max(-(-width // m) * m, spec.min_size)
-    w, s = spec.widths, spec.stem
-    hw = [(height // (s * 2**i)) * (width // (s * 2**i)) for i in range(len(w))]
-    total = hw[0] * 3 * s * s * w[0] * 9  # stem conv (3s x 3s kernel at stride s = 3 s^2 x 9 taps)
-    total += hw[0] * w[0] * 3 * s * s * 9  # head conv
-    for i in range(len(w)):
-        total += spec.enc_blocks[i] * 2 * hw[i] * w[i] * w[i] * 9
-    for i in range(len(w) - 1):
-        total += hw[i + 1] * w[i] * w[i + 1] * 4  # 2x2 stride-2 down conv
-        total += hw[i + 1] * w[i + 1] * 4 * w[i]  # 1x1 conv to 4*w[i], or ConvT 2x2 per input pixel: the same
-        total += spec.dec_blocks[i] * 2 * hw[i] * w[i] * w[i] * 9
-    return total

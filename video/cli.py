@@ -63,9 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--live-queue", choices=["newest", "fifo"], default="newest",
                    help="live sources: keep the newest frame (default) or queue every frame (latency test only)")
     m = p.add_argument_group("model")
-    m.add_argument("--model", default="default", help="any file Deblurrer takes (.pth/.safetensors/.onnx/.engine) or 'default'")
+    m.add_argument("--model", default="default", help="any file Deblurrer takes (.pth/.safetensors/.onnx/OpenVINO .xml/.engine) or 'default'")
     m.add_argument("--device", default="cpu", help="cpu or cuda:N (default cpu)")
-    m.add_argument("--backend", choices=["torch", "onnxruntime", "tensorrt"], help="default: from the model file")
+    m.add_argument("--backend", choices=["torch", "onnxruntime", "openvino", "tensorrt"],
+                   help="default: from the model file; an ONNX model on the CPU runs on the fastest backend installed "
+                        "that passes the parity gate here (decided once, cached)")
+    m.add_argument("--precision", choices=["auto", "f32", "bf16", "f16"],
+                   help="OpenVINO's compute precision (default: auto, or what the backend choice validated)")
     m.add_argument("--threads", type=int, help="CPU threads per model (default: the CPUs shared between --workers)")
     m.add_argument("--workers", default="auto", help="inference threads, each with its own model; auto: 1 for live "
                                                      "sources and GPUs, 2 for files on a CPU with 2+ cores (default auto)")
@@ -140,10 +144,10 @@ def _models(args: argparse.Namespace, workers: int, stack: ExitStack) -> list[An
 
     threads = args.threads or threads_per_worker(workers)
     models = [stack.enter_context(Deblurrer(args.model, device=args.device, backend=args.backend, threads=threads,
-                                            tile=_tile(args.tile))) for _ in range(workers)]
+                                            tile=_tile(args.tile), precision=args.precision)) for _ in range(workers)]
     d = models[0]
-    log.info("model: %s (%s) on %s, %s; %d inference thread(s)%s", d.path.name, d.spec.name, d.backend_name,
-             args.device, workers, f", {threads} CPU thread(s) each" if threads else "")
+    log.info("model: %s (%s) on %s %s, %s; %d inference thread(s)%s", d.path.name, d.spec.name, d.backend_name,
+             d.info["precision"], args.device, workers, f", {threads} CPU thread(s) each" if threads else "")
     return models
 
 

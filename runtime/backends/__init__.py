@@ -5,8 +5,10 @@ from pathlib import Path
 
 from deblur.runtime.errors import InputError
 
-SUFFIXES = {".pth": "torch", ".pt": "torch", ".safetensors": "torch", ".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt"}
-MODULES = {"torch": "torch_backend", "onnxruntime": "onnx_backend", "tensorrt": "tensorrt_backend"}
+SUFFIXES = {".pth": "torch", ".pt": "torch", ".safetensors": "torch", ".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt",
+            ".xml": "openvino"}
+MODULES = {"torch": "torch_backend", "onnxruntime": "onnx_backend", "tensorrt": "tensorrt_backend",
+           "openvino": "openvino_backend"}
 
 
 def backend_name(path: Path, backend: str | None) -> str:

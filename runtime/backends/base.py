@@ -22,7 +22,8 @@ class Backend(ABC):
 
     ``spec`` is the model's ``ModelSpec`` (from the checkpoint, the ONNX contract or the engine
     manifest); ``min_hw``/``max_hw`` bound the input size (engine profiles), ``static_hw`` fixes it.
-    ``note`` says in a few words what runs (bench tables).
+    ``precision`` is what it really computes in (reports, the parity bounds it must meet); ``note``
+    says in a few words what runs (bench tables).
     """
 
     name: str = ""
@@ -32,6 +33,8 @@ class Backend(ABC):
     static_hw: tuple[int, int] | None = None
     min_hw: tuple[int, int] | None = None
     max_hw: tuple[int, int] | None = None
+    precision: str = "fp32"  # what it really computes in: fp32 | fp16 | bf16
+    threads: int | None = None  # CPU threads, where the backend sets them
     note: str = ""
 
     @abstractmethod

@@ -33,11 +33,13 @@ class OnnxBackend(Backend):
         props = self.session.get_modelmeta().custom_metadata_map
         self.contract = OnnxContract.from_props(props, self.path)
         self.fp16 = is_fp16(props)
+        self.precision = "fp16" if self.fp16 else "fp32"
+        self.threads = self.session.get_session_options().intra_op_num_threads
         self.rewrites: list[str] = list(rewritten[1] if rewritten else self.contract.graph_rewrites)
         self.spec = self.contract.spec
         self.static_hw = self.contract.static_hw
         used = self.session.get_providers()[0].replace("ExecutionProvider", "").lower()
-        self.note = f"{self.path.name}, {used}, {self.session.get_session_options().intra_op_num_threads} threads"
+        self.note = f"{self.path.name}, {used}, {self.threads} threads"
         if self.rewrites:
             self.note += f", rewrites: {'+'.join(self.rewrites)}"
 

@@ -65,6 +65,7 @@ class TensorRTBackend(Backend):
         self.min_hw, self.max_hw = (lo[2], lo[3]), (hi[2], hi[3])
         self.static_hw = self.min_hw if self.min_hw == self.max_hw else None
         self.max_batch = hi[0]
+        self.precision = manifest.precision
         self._torch = torch
         self.stream = torch.cuda.Stream(device=self.device)
         self.note = f"{self.path.name}, TensorRT {trt.__version__}, {manifest.precision}, incl. H2D/D2H"

@@ -28,6 +28,7 @@ class TorchBackend(Backend):
             raise InputError(f"device {device}: torch sees no CUDA GPU here", path, hint="use device='cpu'")
         if threads:
             torch.set_num_threads(threads)
+        self.threads = torch.get_num_threads() if dev.type == "cpu" else None
         self.model, self.device, self.path = model.to(dev).eval(), device, path
         self.spec = model.spec
         self.note = note or f"eager FP32, {device}"

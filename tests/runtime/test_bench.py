@@ -27,7 +27,8 @@ def ckpt(tmp_path_factory):
 
 def test_checkpoint_compares_torch_and_onnxruntime(ckpt, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    rc = bench_cli.main(["--model", str(ckpt), "--sizes", "64x96,36x52", "--runs", "3", "--warmup", "1", "--json", str(out)])
+    rc = bench_cli.main(["--model", str(ckpt), "--sizes", "64x96,36x52", "--runs", "3", "--warmup", "1", "--json", str(out),
+                         "--backends", "torch,onnxruntime,tensorrt", "--no-peak"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     rows = json.loads(out.read_text())
@@ -44,7 +45,7 @@ def test_checkpoint_compares_torch_and_onnxruntime(ckpt, tmp_path, capsys):
         assert by[("tensorrt", size)]["p50_ms"] is None and by[("tensorrt", size)]["skipped"]
     assert by[("torch", "36x52")]["input_shape"] == [1, 3, 36, 52]  # multiple of 4 already
     table = captured.out
-    assert table.startswith("| backend | size | p50 ms") and "| onnxruntime | 64x96 |" in table
+    assert table.startswith("| backend | precision | size | p50 ms") and "| onnxruntime | fp32 | 64x96 |" in table
     assert "skipped:" in table and "| pre (cpu) |" in table
 
 
@@ -52,7 +53,7 @@ def test_spec_list_times_untrained_models_one_table_each(tmp_path, capsys):
     """--spec: choose a spec by speed before training one (weights do not change the time)."""
     out = tmp_path / "specs.json"
     rc = bench_cli.main(["--spec", "deblurgan-pico,deblurgan-pico-d3", "--backends", "torch,onnxruntime", "--sizes", "48x64",
-                     "--runs", "2", "--warmup", "1", "--json", str(out)])
+                         "--runs", "2", "--warmup", "1", "--json", str(out), "--no-peak"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     rows = json.loads(out.read_text())
@@ -61,7 +62,7 @@ def test_spec_list_times_untrained_models_one_table_each(tmp_path, capsys):
     for m in models:
         ort_row = next(r for r in rows if r["model"] == m and r["backend"] == "onnxruntime")
         assert ort_row["p50_ms"] > 0 and ort_row["max_abs_diff"] < 1e-3
-    assert "deblurgan-pico-d3 (untrained):" in captured.out and captured.out.count("| backend | size |") == 2
+    assert "deblurgan-pico-d3 (untrained):" in captured.out and captured.out.count("| backend | precision | size |") == 2
 
 
 def test_unknown_spec_is_one_line(capsys):
@@ -77,7 +78,7 @@ def test_onnx_model_runs_onnxruntime_only(ckpt, tmp_path, capsys):
     g, _ = load_generator(ckpt)
     path = export_onnx(g, tmp_path / "g.onnx")
     rc = bench_cli.main(["--model", str(path), "--sizes", "64x96", "--runs", "2", "--backends", "torch,onnxruntime",
-                     "--json", str(tmp_path / "b.json")])
+                         "--json", str(tmp_path / "b.json"), "--no-peak"])
     assert rc == 0, capsys.readouterr().err
     rows = {r["backend"]: r for r in json.loads((tmp_path / "b.json").read_text())}
     assert rows["onnxruntime"]["p50_ms"] > 0 and "vs_torch" not in rows["onnxruntime"]
@@ -122,7 +123,7 @@ def test_a_size_a_backend_cannot_run_is_a_row_and_exit_1(ckpt, tmp_path, capsys)
     g, _ = load_generator(ckpt)
     path = export_onnx(g, tmp_path / "s.onnx", static_hw=(64, 96))
     rc = bench_cli.main(["--model", str(path), "--sizes", "64x96,32x48", "--runs", "2", "--backends", "onnxruntime",
-                     "--json", str(tmp_path / "b.json")])
+                         "--json", str(tmp_path / "b.json"), "--no-peak"])
     err = capsys.readouterr().err
     assert rc == 1 and "1 run(s) failed: onnxruntime at 32x48" in err
     rows = {r["size"]: r for r in json.loads((tmp_path / "b.json").read_text()) if r["backend"] == "onnxruntime"}
@@ -139,3 +140,39 @@ def test_bench_modules_import_no_torch_train_or_export():
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or m.startswith(('deblur.train', 'deblur.export'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_openvino_beside_onnxruntime_with_gate_gmacs_and_peak(ckpt, tmp_path, capsys):
+    """OpenVINO timed in the same run (the ONNX exported from the checkpoint), judged by the gate's bounds against
+    torch, with achieved GMAC/s and the share of the peak the probes measured in this run."""
+    pytest.importorskip("openvino", reason="OpenVINO not installed (pip install 'deblur-edge[openvino]')")
+    from deblur.runtime.macs import macs
+
+    out = tmp_path / "b.json"
+    rc = bench_cli.main(["--model", str(ckpt), "--sizes", "64x96", "--runs", "2", "--warmup", "1",
+                         "--backends", "torch,onnxruntime,openvino", "--json", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    rows = json.loads(out.read_text())
+    peaks = [r for r in rows if r["kind"] == "peak"]
+    assert {"fp32"} <= {p["precision"] for p in peaks} and all(p["gmacs"] > 0 for p in peaks)
+    best = max(p["gmacs"] for p in peaks if p["precision"] == "fp32")
+    by = {r["backend"]: r for r in rows if r["kind"] == "model"}
+    for name in ("torch", "onnxruntime", "openvino"):
+        r = by[name]
+        assert r["gmacs"] == pytest.approx(macs(SPEC, 64, 96) / 1e9 / (r["p50_ms"] / 1e3))
+        if r["precision"] == "fp32":
+            assert r["peak_share"] == pytest.approx(r["gmacs"] / best)
+    ov = by["openvino"]
+    assert ov["precision"] in ("fp32", "bf16", "fp16") and ov["gate"] == "pass" and ov["parity_ref"] == "torch"
+    assert ov["vs_onnxruntime"] == pytest.approx(by["onnxruntime"]["p50_ms"] / ov["p50_ms"])
+    assert captured.out.startswith("| peak probe | precision | GMAC/s | when |") and "| openvino |" in captured.out
+
+
+def test_peaks_take_the_best_probe_per_precision():
+    from deblur.runtime.peak import gemm_probe, peaks
+
+    g = gemm_probe()
+    assert g["precision"] == "fp32" and g["gmacs"] > 0.1
+    assert peaks([{"precision": "fp32", "gmacs": 3.0}, {"precision": "fp32", "gmacs": 5.0}, {"precision": "bf16", "gmacs": 9.0}]) \
+        == {"fp32": 5.0, "bf16": 9.0}

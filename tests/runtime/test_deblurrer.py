@@ -57,7 +57,7 @@ def photos():
 
 def test_torch_and_onnxruntime_agree_through_deblurrer(models, photos):
     ckpt, onnx = models["real"]
-    with Deblurrer(ckpt) as a, Deblurrer(onnx) as b:
+    with Deblurrer(ckpt) as a, Deblurrer(onnx, backend="onnxruntime") as b:
         assert a.backend_name == "torch" and b.backend_name == "onnxruntime"
         for frame in photos:
             pa, pb = a(frame), b(frame)

@@ -2,8 +2,9 @@ import pytest
 import torch
 
 from deblur.runtime.errors import ShapeError
+from deblur.runtime.macs import macs
 from deblur.runtime.spec import ModelSpec, get_spec, list_specs
-from deblur.train.networks import Critic, Generator, build_generator, count_parameters, macs
+from deblur.train.networks import Critic, Generator, build_generator, count_parameters
 
 TINY = ModelSpec("tiny", ngf=4, n_blocks=2)
 

@@ -11,10 +11,11 @@ from torch import nn
 from deblur.runtime import Deblurrer
 from deblur.runtime.contract import read_onnx_contract
 from deblur.runtime.errors import InputError, ShapeError
+from deblur.runtime.macs import macs
 from deblur.runtime.prepost import to_tensor, to_uint8
 from deblur.runtime.spec import ModelSpec, get_spec, list_specs
 from deblur.train import checkpoint as ck
-from deblur.train.networks import Generator, build_generator, count_parameters, macs
+from deblur.train.networks import Generator, build_generator, count_parameters
 from deblur.train.unet import UNetGenerator, stem_from_unshuffle
 
 SMALL = ModelSpec("u", family="unet", widths=(8, 16, 32), enc_blocks=(1, 1, 2), dec_blocks=(1, 1), stem=2)
@@ -264,7 +265,7 @@ def test_onnx_deblurrer_matches_torch_on_a_non_multiple_frame(exported):
     with torch.no_grad():
         ref = to_uint8(g(torch.from_numpy(x)).numpy(), 61, 83)
     assert np.abs(ref.astype(int) - frame).max() > 10  # a real, non-identity model
-    with Deblurrer(onnx_path, rgb=True) as d:
+    with Deblurrer(onnx_path, rgb=True, backend="onnxruntime") as d:
         assert d.spec == SMALL
         assert d.backend.rewrites == []  # the ResNet-tail rewrites find nothing to match
         out = d(frame)

@@ -215,9 +215,10 @@ def silent_server():
 
 @pytest.fixture(scope="session")
 def deblurrer():
-    """The bundled ``default`` model through ONNX Runtime (what the CLI runs by default)."""
+    """The bundled ``default`` model as the CLI runs it for a file on a CPU: one thread per worker, on the
+    backend chosen for that (the same cached decision: the tests share DEBLUR_CACHE_DIR with the CLI)."""
     pytest.importorskip("onnxruntime", reason="the bundled default model runs through ONNX Runtime (pip install onnxruntime)")
     from deblur.runtime import Deblurrer
 
-    with Deblurrer("default") as d:
+    with Deblurrer("default", threads=1) as d:
         yield d

@@ -24,7 +24,7 @@ import numpy as np
 from deblur.export import parity as P
 from deblur.runtime.backends.base import Backend
 from deblur.runtime.compare import compare
-from deblur.runtime.contract import OnnxContract, is_fp16, read_onnx_props
+from deblur.runtime.contract import OnnxContract, is_fp16, load_onnx, read_onnx_props
 from deblur.runtime.errors import EngineRequiredError, InputError, ParityError
 from deblur.runtime.images import list_images, read_rgb
 from deblur.runtime.prepost import centre_crop, to_float_image, to_tensor
@@ -133,26 +133,6 @@ def _check_workdir(folder: Path) -> None:
             pass
     except OSError as e:
         raise InputError(f"cannot write to the work folder ({e.strerror})", folder, hint="pass a writable --workdir") from None
-
-
-def check_external_data(onnx_path: Path) -> None:
-    """Refuse ONNX files whose external data would be read from outside their own folder."""
-    import onnx
-
-    try:
-        proto = onnx.load(str(onnx_path), load_external_data=False)
-    except Exception as e:  # noqa: BLE001
-        raise InputError(f"is not a readable ONNX model ({type(e).__name__})", onnx_path, hint="re-export it") from None
-    root = onnx_path.resolve().parent
-    for init in proto.graph.initializer:
-        if init.data_location != onnx.TensorProto.EXTERNAL:
-            continue
-        location = next((e.value for e in init.external_data if e.key == "location"), "")
-        target = (root / location).resolve()
-        if Path(location).is_absolute() or not target.is_relative_to(root):
-            raise InputError(
-                f"refused: tensor {init.name!r} reads external data from {location!r}, outside the model's folder",
-                onnx_path, hint="re-export with weights embedded (deblur-export writes single-file models)")
 
 
 def load_parity_images(extra: Path | None) -> list[tuple[str, np.ndarray]]:
@@ -406,7 +386,7 @@ def export(opts: ExportOptions) -> ExportResult:
     if opts.onnx is not None:
         if not opts.onnx.is_file():
             raise InputError("ONNX model not found", opts.onnx, hint="check the path")
-        check_external_data(opts.onnx)
+        load_onnx(opts.onnx, external_data=False)  # unreadable bytes or external data outside its folder: refused now
     workdir = opts.workdir or _default_workdir(opts)
     _check_workdir(workdir)
     images = load_parity_images(opts.parity_images)

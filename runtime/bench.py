@@ -124,17 +124,10 @@ def resolve_source(model: str, engine: str | None) -> ModelSource:
 
 
 def resolve_device(device: str) -> str:
-    """``auto``: CUDA when torch (or, without torch, ONNX Runtime) can use a GPU here, else CPU."""
-    if device != "auto":
-        return device
-    try:
-        import torch
+    """``auto``: the first CUDA GPU the driver reports, else the CPU; anything else checked (``runtime.device``)."""
+    from deblur.runtime.device import parse_device
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        import onnxruntime as ort
-
-        return "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
+    return parse_device(device, allow_auto=True)
 
 
 # ------------------------------------------------------------------------------------- backends

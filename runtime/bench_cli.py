@@ -31,6 +31,7 @@ from deblur.runtime.bench import (
 )
 from deblur.runtime.cli import make_parser, run
 from deblur.runtime.errors import InputError
+from deblur.runtime.fileio import can_create
 
 log = logging.getLogger("deblur")
 
@@ -78,6 +79,9 @@ def _sources(args: argparse.Namespace) -> list[tuple[str, ModelSource]]:
 def _main(args: argparse.Namespace) -> int:
     if args.runs < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
         raise InputError("--runs must be >= 1, --warmup >= 0 and --threads >= 1")
+    if args.json and not can_create(args.json):  # before minutes of timing, not after
+        raise InputError("cannot write the JSON here (a folder, or an unwritable place)", args.json,
+                         hint="name a file in a writable folder, e.g. --json bench.json")
     sizes = parse_sizes(args.sizes)
     names = parse_backends(args.backends)
     device = resolve_device(args.device)

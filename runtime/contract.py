@@ -111,15 +111,41 @@ def set_onnx_props(model: Any, props: Mapping[str, str]) -> None:
         model.metadata_props.add(key=k, value=props[k])
 
 
-def read_onnx_props(path: str | Path) -> dict[str, str]:
-    """All ``metadata_props`` of an ONNX file, weights not loaded (needs the ``onnx`` package)."""
+def load_onnx(path: str | Path, external_data: bool = True) -> Any:
+    """The one ONNX file loader (needs the ``onnx`` package): every tool and backend that opens a
+    user's ONNX goes through it, so random bytes, a truncated file, a checkpoint renamed ``.onnx``
+    or external data outside the model's folder are one InputError naming the file."""
     import onnx
 
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("model not found", path, hint="check the path")
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError and friends
-        raise InputError(f"is not a readable ONNX model ({type(e).__name__})", path, hint="re-export it") from None
-    return onnx_props(proto)
+        raise InputError(f"is not a readable ONNX model ({type(e).__name__})", path,
+                         hint="re-export it (a truncated copy, or another kind of file renamed .onnx?)") from None
+    root = path.resolve().parent
+    external = [t for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    for init in external:
+        location = next((e.value for e in init.external_data if e.key == "location"), "")
+        if Path(location).is_absolute() or not (root / location).resolve().is_relative_to(root):
+            raise InputError(f"refused: tensor {init.name!r} reads external data from {location!r}, outside the model's folder",
+                             path, hint="re-export with weights embedded (deblur-export writes single-file models)")
+    if external and external_data:
+        from onnx.external_data_helper import load_external_data_for_model
+
+        try:
+            load_external_data_for_model(proto, str(root))
+        except Exception as e:  # noqa: BLE001
+            raise InputError(f"cannot read its external data ({type(e).__name__}: {str(e)[:120]})", path,
+                             hint="keep the data files beside the model") from None
+    return proto
+
+
+def read_onnx_props(path: str | Path) -> dict[str, str]:
+    """All ``metadata_props`` of an ONNX file, weights not loaded (needs the ``onnx`` package)."""
+    return onnx_props(load_onnx(path, external_data=False))
 
 
 def read_onnx_contract(path: str | Path) -> OnnxContract:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from deblur.runtime.backends import backend_name, load_backend
+from deblur.runtime.device import parse_device
 from deblur.runtime.errors import InputError
 from deblur.runtime.frames import postprocess, preprocess
 from deblur.runtime.prepost import U8_TO_UNIT
@@ -32,7 +33,7 @@ class Deblurrer:
 
     Args:
         model: a file (``.pth``/``.pt``/``.safetensors``, ``.onnx``, OpenVINO ``.xml``, ``.engine``/``.plan``) or ``"default"``.
-        device: ``"cpu"`` or ``"cuda:N"``.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (``runtime.device``: a GPU this machine lacks is an InputError).
         backend: ``"torch"``, ``"onnxruntime"``, ``"openvino"`` or ``"tensorrt"``; default from the suffix, except
             an ONNX model on the CPU: the fastest backend installed here that passes the parity gate
             (``runtime/backend_choice.py``; decided once per machine and model, logged, cached).
@@ -52,11 +53,19 @@ class Deblurrer:
     def __init__(self, model: str | Path = "default", device: str = "cpu", backend: str | None = None, *,
                  rgb: bool = False, tile: int | str = "auto", tile_overlap: int = 32, threads: int | None = None,
                  spec: str | None = None, precision: str | None = None):
+        device = parse_device(device)
         if str(model) in BUNDLED:
             model = resolve_model(model, backend or ("onnxruntime" if not device.startswith("cuda") else "torch"))
         path = Path(model)
         if not path.exists():
             raise InputError("model not found", path, hint="pass a .pth, .onnx, .xml or .engine file, or 'default'")
+        if tile != "auto" and (not isinstance(tile, int) or isinstance(tile, bool) or tile < 0):
+            raise InputError(f"tile must be 'auto', 0 or a positive size in px, got {tile!r}")
+        if not isinstance(tile_overlap, int) or isinstance(tile_overlap, bool) or tile_overlap < 0 \
+                or (isinstance(tile, int) and tile > 0 and tile_overlap >= tile):
+            raise InputError(f"tile_overlap must be a whole number of px, >= 0 and below the tile size, got {tile_overlap!r}")
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+            raise InputError(f"threads must be a whole number >= 1 (or None: the CPUs this process may use), got {threads!r}")
         options: dict[str, Any] = {"threads": threads, "precision": precision}
         self.choice = "named" if backend else "from the file suffix"
         if precision is not None and backend is None and path.suffix.lower() in (".onnx", ".xml"):
@@ -74,8 +83,6 @@ class Deblurrer:
             options["spec"] = spec
         self.backend = load_backend(path, backend, device, **options)
         self.path, self.device, self.rgb = path, device, rgb
-        if tile != "auto" and (not isinstance(tile, int) or tile < 0):
-            raise InputError(f"tile must be 'auto', 0 or a positive size in px, got {tile!r}")
         self.tile, self.tile_overlap = tile, tile_overlap
         self.timings: dict[str, float] = {}
 

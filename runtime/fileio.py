@@ -6,6 +6,7 @@ then ``os.replace``; an interrupted write leaves only a ``.tmp`` file that the n
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
@@ -17,9 +18,14 @@ from deblur.runtime.errors import InputError
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; on success fsync it and rename it to ``path``."""
+    """Yield a temp path beside ``path``; on success fsync it and rename it to ``path``.
+
+    Every way the write can fail (``path`` is a folder, the folder cannot be written, the disk is
+    full) is one InputError naming the file, and nothing is left under its name."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise InputError("is a folder; a file name is needed here", path, hint="name a file inside it, e.g. DIR/out.json")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
@@ -34,14 +40,29 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
         _fsync_dir(folder)
+    except OSError as e:
+        what = "disk full" if e.errno == errno.ENOSPC else f"cannot write ({e.strerror or e})"
+        raise InputError(f"{what} writing this file; nothing was written under its name", path,
+                         hint="free space or choose another output folder") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
 
 
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file (symlinks and hard links resolved); False when either does not exist.
+    For refusing an output that is an input: the same file, not the same string."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def can_create(path: str | Path) -> bool:
-    """Whether a file could be made at ``path`` (its nearest existing folder is writable): checked
+    """Whether a file could be made at ``path`` (not a folder; its nearest existing folder is writable): checked
     before long work starts, so a bad output path fails at once rather than at the end."""
+    if Path(path).is_dir():
+        return False
     folder = Path(path).resolve().parent
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     return existing.is_dir() and os.access(existing, os.W_OK)

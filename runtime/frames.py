@@ -4,7 +4,8 @@
 - Channels: 3 as is; 1 (HxW or HxWx1) is replicated to RGB and the output is converted back to
   gray; 4 (BGRA/RGBA) carries alpha through unchanged.
 - Bit depth from the dtype, never from pixel values: uint8 /255, uint16 /65535, float32 and
-  float64 as [0, 1] (values outside are clipped).
+  float64 as [0, 1] (values a little outside are clipped; NaN/Inf, or a range beyond [-0.5, 1.5] such
+  as 0..255 data in a float array, is refused with one clear error).
 - Any H, W >= 1: reflect padding to the model's multiple, edge padding where a side is too small
   to reflect, crop back after the model.
 
@@ -26,6 +27,7 @@ from deblur.runtime.prepost import U8_TO_UNIT
 from deblur.runtime.shapes import padding, reflectable
 
 _U8_TO_UNIT = U8_TO_UNIT.reshape(1, 256)  # cv2.LUT's table shape
+FLOAT_MAX = 1.5  # float frames beyond [-0.5, 1.5] are a scale mistake (0..255 data), not rounding: refused
 _SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0, np.dtype(np.float64): 1.0}
 
 
@@ -50,6 +52,13 @@ def check_frame(frame: np.ndarray) -> None:
     ok = frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (1, 3, 4))
     if not ok or frame.shape[0] < 1 or frame.shape[1] < 1:
         raise InputError(f"frame shape {frame.shape} is not HxW, HxWx1, HxWx3 or HxWx4", hint="pass an image array")
+    if frame.dtype.kind == "f":
+        lo, hi = float(np.min(frame)), float(np.max(frame))  # NaN propagates into both
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise InputError("the float frame has NaN or Inf values", hint="clean the frame (np.nan_to_num) before deblurring")
+        if hi > FLOAT_MAX or lo < -FLOAT_MAX + 1:
+            raise InputError(f"float frames are read as [0, 1], this one spans [{lo:g}, {hi:g}]",
+                             hint="divide 0..255 data by 255 (or pass it as uint8); values a little outside [0, 1] are clipped")
 
 
 def _border(h: int, w: int, ph: int, pw: int) -> int:

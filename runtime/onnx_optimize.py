@@ -34,6 +34,7 @@ parity gate checks the rewritten graph too.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,7 @@ from deblur.runtime.contract import (
     METADATA_KEY,
     OnnxContract,
     is_fp16,
+    load_onnx,
     onnx_props,
     set_onnx_props,
 )
@@ -109,11 +111,9 @@ def cpu_rewritten(path: Any) -> tuple[bytes, list[str]] | None:
     """``optimize``d model bytes for an ONNX Runtime CPU session and the rewrites applied, or None
     where there is nothing to do: ``onnx`` not installed, a graph rewritten already, an FP16 graph
     (its casts are not what the patterns expect), or no pattern found."""
-    try:
-        import onnx
-    except ImportError:
+    if importlib.util.find_spec("onnx") is None:
         return None
-    model = onnx.load(str(path))
+    model = load_onnx(path)
     contract = _contract(model)
     if is_fp16(onnx_props(model)) or contract is None or contract.graph_rewrites:
         return None

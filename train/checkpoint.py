@@ -155,6 +155,9 @@ def load_generator(
     model.load_state_dict(weights.state_dict, strict=True)
     model.eval().requires_grad_(False)
     log.debug("loaded %s as %s (%s)", weights.path, weights.spec.name, weights.layout)
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():  # a CPU build of torch, or no GPU
+        raise InputError(f"device {device}: this torch ({torch.__version__}) sees no CUDA GPU", path,
+                         hint="use device 'cpu', or install a CUDA build of torch")
     return model.to(device), weights
 
 

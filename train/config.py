@@ -184,9 +184,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def validate(cfg: TrainConfig) -> None:
     """Cross-field checks, before any work starts."""
+    from deblur.runtime.device import parse_device
     from deblur.runtime.spec import get_spec
 
     get_spec(cfg.spec)
+    parse_device(cfg.device, allow_auto=True)  # tpu, or cuda without a GPU: one line now, not a torch error later
     if not cfg.sharp and not cfg.pairs:
         raise InputError("no training data", hint="pass --sharp DIR (synthetic pairs) and/or --pairs DIR (blur/ and sharp/ or GoPro layout)")
     if len(cfg.pairs) > 1 or len(cfg.val_pairs) > 1:

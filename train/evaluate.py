@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from deblur.runtime.cli import make_parser, run
+from deblur.runtime.device import parse_device
 from deblur.runtime.errors import InputError
 from deblur.runtime.fileio import atomic_write_text
 from deblur.runtime.images import list_images, read_rgb
@@ -100,6 +101,9 @@ def evaluate(args: argparse.Namespace) -> int:
     from deblur.train.infer import deblur_rgb
 
     spec = get_spec(args.spec) if args.spec else None  # a typo fails before any work
+    args.device = parse_device(args.device)
+    if args.limit is not None and args.limit < 1:  # a slice with -1 silently dropped the last pair, 0 evaluated none
+        raise InputError(f"--limit must be at least 1, got {args.limit}", hint="leave it out to evaluate every pair")
     if args.task == "aruco":
         return evaluate_aruco(args, spec)
     if args.blur is None or args.sharp is None:
@@ -131,6 +135,12 @@ def evaluate(args: argparse.Namespace) -> int:
     if not rows:
         raise InputError(f"none of the {len(pairs)} pairs could be evaluated", args.blur, hint="see the warnings above")
     summary = summarise(rows)
+    if not summary["images"]:
+        raise InputError(f"every one of the {len(rows)} pairs is reproduced exactly by some method (infinite PSNR)", args.blur,
+                         hint="are the blurred images copies of the sharp ones?")
+    if summary["exact"]:
+        log.warning("%d pair(s) reproduced exactly by some method (infinite PSNR) left out of every column: %s",
+                    len(summary["exact"]), ", ".join(summary["exact"][:5]))
     print(format_table(summary, rows, weights.spec.name, weights.path.name, skipped))
     if args.out:
         atomic_write_text(args.out / "metrics.csv", to_csv(rows))
@@ -198,20 +208,28 @@ def _progress(items: list) -> list:
     return tqdm(items, desc="deblur-eval", unit="img", disable=not sys.stderr.isatty(), leave=False)
 
 
-def _mean(values: list[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    return float(np.mean(finite)) if finite else float("inf")
+def _psnrs(r: Row) -> list[float]:
+    return [r.psnr_model, r.psnr_identity, *(v[0] for v in r.baselines.values())]
 
 
 def summarise(rows: list[Row]) -> dict:
+    """Means over one image set for every column: a pair where any method reproduces the sharp image
+    exactly (infinite PSNR, e.g. a pair whose blurred and sharp images are equal) is left out of all
+    of them and named under ``exact``, so the model and the identity are compared on the same images."""
+    used = [r for r in rows if all(math.isfinite(v) for v in _psnrs(r))]
+
+    def mean(values: list[float]) -> float:
+        return float(np.mean(values)) if values else float("nan")
+
     out = {
-        "model": {"psnr": _mean([r.psnr_model for r in rows]), "ssim": _mean([r.ssim_model for r in rows])},
-        "identity": {"psnr": _mean([r.psnr_identity for r in rows]), "ssim": _mean([r.ssim_identity for r in rows])},
-        "images": len(rows),
+        "model": {"psnr": mean([r.psnr_model for r in used]), "ssim": mean([r.ssim_model for r in used])},
+        "identity": {"psnr": mean([r.psnr_identity for r in used]), "ssim": mean([r.ssim_identity for r in used])},
+        "images": len(used),
+        "exact": [r.name for r in rows if r not in used],
     }
     labels = list(rows[0].baselines) if rows else []
     if labels:
-        out["baselines"] = {k: {"psnr": _mean([r.baselines[k][0] for r in rows]), "ssim": _mean([r.baselines[k][1] for r in rows])}
+        out["baselines"] = {k: {"psnr": mean([r.baselines[k][0] for r in used]), "ssim": mean([r.baselines[k][1] for r in used])}
                             for k in labels}
     return out
 
@@ -220,7 +238,8 @@ def format_table(summary: dict, rows: list[Row], spec: str, model_name: str, ski
     m, i = summary["model"], summary["identity"]
     ms = float(np.median([r.ms for r in rows]))
     lines = [
-        f"{summary['images']} image pair(s)" + (f", {skipped} skipped" if skipped else "") + f"; median {ms:.0f} ms/image",
+        f"{summary['images']} image pair(s)" + (f", {skipped} skipped" if skipped else "")
+        + (f", {len(summary['exact'])} reproduced exactly left out" if summary.get("exact") else "") + f"; median {ms:.0f} ms/image",
         "",
         "| method | PSNR (dB) | SSIM |",
         "|---|---:|---:|",

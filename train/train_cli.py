@@ -114,10 +114,25 @@ def build_data(cfg: TrainConfig):
     return train_set, val_set
 
 
+RUN_FILES = ("config.yaml", "metrics.jsonl", "g.pth", "ckpt_*.pth")
+
+
+def _check_out(out: Path, resume: bool) -> None:
+    """Starting a new run over an old one mixed them (metric rows twice, the old run's checkpoints kept, and a
+    later --resume continuing the old run): refused unless the user says --resume."""
+    if resume or not out.is_dir():
+        return
+    found = sorted({p.name for pattern in RUN_FILES for p in out.glob(pattern)})
+    if found:
+        raise InputError(f"holds a previous run ({', '.join(found[:4])}{', ...' if len(found) > 4 else ''})", out,
+                         hint="continue it with --resume, or choose a new --out")
+
+
 def train(args: argparse.Namespace) -> int:
     from deblur.train.trainer import Trainer
 
     cfg = resolve_config(args)
+    _check_out(Path(cfg.out), args.resume)
     if cfg.content == "perceptual":
         from deblur.train.losses import load_vgg19_weights
 

@@ -100,6 +100,9 @@ def _source(args: argparse.Namespace) -> SourceURI:
 
 
 def _check(args: argparse.Namespace) -> None:
+    from deblur.runtime.device import parse_device
+
+    args.device = parse_device(args.device)
     for name in ("input_width", "input_height", "max_frames", "threads"):
         v = getattr(args, name)
         if v is not None and v < 1:
@@ -115,6 +118,18 @@ def _check(args: argparse.Namespace) -> None:
         check_target(args.output_save, args.output_codec)
     if args.output:
         check_target(args.output, "h264")
+
+
+def _outputs_are_not_the_input(args: argparse.Namespace, uri: SourceURI) -> None:
+    """An output that is the input file (same file, through any link) would truncate it while it is read."""
+    from deblur.runtime.fileio import same_file
+
+    if uri.kind != "file":
+        return
+    for flag, target in (("--output-save", args.output_save), ("--output", args.output), ("--stats-json", args.stats_json)):
+        if target and "://" not in str(target) and same_file(target, uri.location):
+            raise InputError(f"{flag} is the input video itself", target,
+                             hint="write to another file: the input would be overwritten while it is read")
 
 
 def _tile(text: str) -> int | str:
@@ -183,6 +198,7 @@ def _main(args: argparse.Namespace) -> int:
 
     _check(args)
     uri = _source(args)
+    _outputs_are_not_the_input(args, uri)
     reader = ReaderOptions(args.input_width, args.input_height, args.input_rate, args.input_codec,
                            args.open_timeout, args.read_timeout)
     options = SourceOptions(reader, args.reconnect_attempts, backoff_max=args.reconnect_max_delay, live_policy=args.live_queue)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from deblur.runtime.errors import InputError
 
@@ -45,6 +45,16 @@ class SourceURI:
         return redact(self.text)
 
 
+def _camera(location: str, raw: str) -> SourceURI:
+    """A V4L2 camera; a path that exists but cannot be one (``/dev/null``, a file, a metadata node) is an error now."""
+    from deblur.video.v4l2 import not_a_camera
+
+    why = not_a_camera(location)
+    if why:
+        raise InputError(why, location, hint="list cameras with v4l2-ctl --list-devices; for a video file use --input FILE")
+    return SourceURI("camera", location, raw)
+
+
 def parse_source(text: str) -> SourceURI:
     """Parse what the user gave; a file or folder that does not exist is an error now, not later."""
     raw = str(text).strip()
@@ -55,7 +65,7 @@ def parse_source(text: str) -> SourceURI:
     scheme, sep, rest = raw.partition("://")
     scheme = scheme.lower() if sep else ""
     if scheme == "v4l2":
-        return SourceURI("camera", rest or "/dev/video0", raw)
+        return _camera(rest or "/dev/video0", raw)
     if scheme == "csi":
         if not rest.isdigit():
             raise InputError(f"bad CSI camera {raw!r}", hint="write csi://0 (the sensor id)")
@@ -69,13 +79,15 @@ def parse_source(text: str) -> SourceURI:
     if sep and scheme != "file":
         raise InputError(f"unknown source scheme {scheme + '://'!r} in {redact(raw)!r}",
                          hint=f"use v4l2://, csi://, file://, synthetic:// or one of {', '.join(s + '://' for s in NETWORK_SCHEMES)}")
-    path = Path(rest if scheme == "file" else raw).expanduser()
+    path = Path(unquote(rest) if scheme == "file" else raw).expanduser()  # file:///a%20b.mkv is "/a b.mkv"
     if str(path).startswith("/dev/"):  # /dev/videoN, or a stable /dev/v4l/by-id/... link
-        return SourceURI("camera", str(path), raw)
+        return _camera(str(path), raw)
     if path.is_dir():
         return SourceURI("images", str(path), raw)
     if not path.is_file():
         raise InputError("video file not found", path, hint="check the path, or pass --camera N / --demo")
+    if path.stat().st_size == 0:
+        raise InputError("the video file is empty (0 bytes)", path, hint="was the recording interrupted before its first frame?")
     return SourceURI("file", str(path), raw)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from deblur.runtime.backends.base import Backend
-from deblur.runtime.contract import INPUT_NAME, OUTPUT_NAME, OnnxContract, is_fp16
+from deblur.runtime.contract import INPUT_NAME, OUTPUT_NAME, OnnxContract, is_fp16, load_onnx
 from deblur.runtime.errors import InputError
 from deblur.runtime.onnx_optimize import cpu_rewritten
 from deblur.runtime.ort_options import session
@@ -29,6 +29,8 @@ class OnnxBackend(Backend):
         if importlib.util.find_spec("onnxruntime") is None:
             raise InputError("ONNX Runtime is not installed", path, hint="pip install onnxruntime (or onnxruntime-gpu)")
         rewritten = cpu_rewritten(self.path) if cpu_rewrites and not device.startswith("cuda") else None
+        if rewritten is None and importlib.util.find_spec("onnx") is not None:
+            load_onnx(self.path, external_data=False)  # the one loader's checks (bad bytes, external data), as everywhere
         self.session = session(rewritten[0] if rewritten else self.path, device, threads)
         props = self.session.get_modelmeta().custom_metadata_map
         self.contract = OnnxContract.from_props(props, self.path)

@@ -85,6 +85,10 @@ def _props(model: Any) -> dict[str, str]:
 def read_model(path: Path) -> tuple[Any, dict[str, str]]:
     """The model and its contract properties; an unreadable file is an InputError naming it."""
     suffix = path.suffix.lower()
+    if suffix == ".onnx" and importlib.util.find_spec("onnx") is not None:
+        from deblur.runtime.contract import load_onnx
+
+        load_onnx(path, external_data=False)  # the one loader's checks: OpenVINO would follow external data anywhere
     if suffix == ".xml" and not path.with_suffix(".bin").is_file():
         raise InputError("OpenVINO IR weights missing", path.with_suffix(".bin"), hint="keep the .bin beside the .xml")
     try:

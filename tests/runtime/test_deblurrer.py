@@ -180,6 +180,32 @@ def test_bad_inputs(models, tmp_path):
         Deblurrer(models["real"][1], tile=-3)
 
 
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"tile": 64, "tile_overlap": -1}, "tile_overlap"),  # #17 defect 8: NaN or black pixels before
+    ({"tile": 64, "tile_overlap": 64}, "tile_overlap"),
+    ({"tile_overlap": 2.5}, "tile_overlap"),
+    ({"tile": True}, "tile must be"),
+    ({"threads": 0}, "threads must be"),
+    ({"threads": -2}, "threads must be"),
+])
+def test_every_argument_is_validated_before_any_work(models, kwargs, needle):
+    with pytest.raises(InputError, match=needle):
+        Deblurrer(models["real"][1], backend="onnxruntime", **kwargs)
+
+
+@pytest.mark.parametrize("bad, needle", [
+    (np.full((8, 8, 3), np.nan, np.float32), "NaN or Inf"),  # #17 defect 7: all-NaN output, no word, before
+    (np.pad(np.zeros((7, 8, 3), np.float64), ((0, 1), (0, 0), (0, 0)), constant_values=np.inf), "NaN or Inf"),
+    (np.full((8, 8, 3), 200.0, np.float32), "read as \\[0, 1\\]"),  # 0..255 data: silently clamped to white before
+])
+def test_float_frames_that_cannot_be_meant_are_refused(models, bad, needle):
+    with Deblurrer(models["real"][1], backend="onnxruntime") as d:
+        with pytest.raises(InputError, match=needle):
+            d(bad)
+        ok = np.clip(np.random.default_rng(0).normal(0.5, 0.3, (8, 8, 3)), -0.1, 1.1).astype(np.float32)
+        assert d(ok).dtype == np.float32  # a little outside [0, 1] is clipped, as documented
+
+
 def test_engine_without_tensorrt_is_a_clear_error(tmp_path):
     pytest.importorskip("torch")
     try:
@@ -189,5 +215,5 @@ def test_engine_without_tensorrt_is_a_clear_error(tmp_path):
     except ImportError:
         pass
     (tmp_path / "g.engine").write_bytes(b"\x00" * 64)
-    with pytest.raises(InputError, match="TensorRT"):
+    with pytest.raises(InputError, match="TensorRT|no CUDA GPU visible"):  # without a GPU the device is refused first
         Deblurrer(tmp_path / "g.engine", device="cuda:0")

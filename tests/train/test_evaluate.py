@@ -1,3 +1,4 @@
+import csv
 import json
 import subprocess
 import sys
@@ -50,7 +51,7 @@ def test_eval_identity_model_matches_identity_baseline(tmp_path, folders, capsys
     table = capsys.readouterr().out
     assert "| identity (blurred input) |" in table and "| gain over identity | +0.00 | +0.0000 |" in table
     summary = json.loads(js.read_text())
-    assert set(summary) == {"model", "identity", "images"} and summary["images"] == 3
+    assert set(summary) == {"model", "identity", "images", "exact"} and summary["images"] == 3 and summary["exact"] == []
     assert summary["model"] == summary["identity"]  # a zero residual returns the input exactly
     rows = (out / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("image,psnr_model") and len(rows) == 4
@@ -80,6 +81,35 @@ def test_eval_bad_folders(tmp_path, folders, capsys):
         assert main(["--model", str(model), *args]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "error:" in err[0], err
+
+
+@pytest.mark.parametrize("limit", ["-1", "0"])
+def test_eval_limit_below_one_is_refused(tmp_path, folders, capsys, limit):
+    """#17 defect 18: --limit -1 silently dropped the last pair, --limit 0 said "see the warnings above" with none."""
+    blur, sharp = folders
+    model = _identity_model(tmp_path / "g.pth")
+    assert main(["--model", str(model), "--blur", str(blur), "--sharp", str(sharp), "--limit", limit]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--limit must be at least 1, got {limit}" in err[0], err
+
+
+def test_eval_an_identical_pair_is_left_out_of_every_column(tmp_path, folders):
+    """#17 defect 6: infinities were dropped per column, so model and identity were averaged over different
+    images (it reported a gain while the model was worse on every image). Now one image set for all."""
+    blur, sharp = folders
+    same = cv2.imread(str(sharp / "im0.png"))
+    cv2.imwrite(str(sharp / "same.png"), same)
+    cv2.imwrite(str(blur / "same.png"), same)  # blurred == sharp: identity PSNR is infinite
+    torch.manual_seed(1)
+    model = save_generator(tmp_path / "g.pth", Generator(SPEC), SPEC)  # random: changes every image
+    out, js = tmp_path / "o", tmp_path / "e.json"
+    assert main(["--model", str(model), "--blur", str(blur), "--sharp", str(sharp), "--out", str(out), "--json", str(js)]) == 0
+    s = json.loads(js.read_text())
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    kept = [r for r in rows if r["image"] != "same.png"]
+    assert s["exact"] == ["same.png"] and s["images"] == len(kept) == 3
+    assert s["model"]["psnr"] == pytest.approx(sum(float(r["psnr_model"]) for r in kept) / 3, abs=1e-3)
+    assert s["identity"]["psnr"] == pytest.approx(sum(float(r["psnr_identity"]) for r in kept) / 3, abs=1e-3)
 
 
 def test_cli_conventions():

@@ -11,6 +11,7 @@ import cv2
 import pytest
 import torch
 
+from deblur.runtime.errors import DeblurError
 from deblur.train.checkpoint import load_generator, load_training_state
 from deblur.train.config import TrainConfig
 from deblur.train.train_cli import main
@@ -206,7 +207,7 @@ def test_keep_last_k_and_atomic_save_under_crash(tmp_path, photos, monkeypatch):
 
     monkeypatch.setattr(torch, "save", crash)
     t.step = 5
-    with pytest.raises(OSError, match="simulated crash"):
+    with pytest.raises(DeblurError, match="simulated crash"):  # one line naming the file (runtime.fileio), not a traceback
         t.save()
     after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     assert after == before  # no ckpt_5, no temp file, the last K untouched
@@ -288,3 +289,18 @@ def test_init_starts_from_weights_with_a_fresh_optimiser(tmp_path, photos, capsy
 def test_recipe_settings_are_validated(tmp_path, photos, capsys, setting):
     assert main(["--sharp", str(photos), "--out", str(tmp_path / "r"), "--set", setting]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_a_new_run_over_an_old_one_is_refused(tmp_path, photos, capsys):
+    """#17 defect 5: training into an existing --out without --resume started over silently (metric rows twice,
+    the old checkpoints kept, a later --resume continuing the old run). Now exit 2 naming the folder; --resume works."""
+    out = tmp_path / "r"
+    common = ["--sharp", str(photos), "--content", "l1", "--out", str(out), *TINY]
+    assert main(["--steps", "1", *common]) == 0
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert main(["--steps", "2", *common]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds a previous run" in err[0] and str(out) in err[0] and "--resume" in err[0]
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()} == before  # nothing touched
+    assert main(["--steps", "2", "--resume", *common]) == 0

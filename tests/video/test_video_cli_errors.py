@@ -109,3 +109,22 @@ def test_no_display_continues_headless(clip, tmp_path):
     assert "no display" in lines[0] or "no GUI" in lines[0]
     assert summary(r.stdout)["out"] == 10
     assert len(decode_frames(out)) == 10
+
+
+@pytest.mark.parametrize("camera, words", [
+    ("/dev/null", "is not a video device (a mem device)"),
+    ("FILE", "is not a capture device"),
+])
+def test_a_camera_path_that_cannot_be_a_camera_fails_at_once(tmp_path, camera, words):
+    """#17 defect 10: `--camera /dev/null` (or a regular file) reconnected for ever with OpenCV warnings."""
+    import time
+
+    if camera == "FILE":
+        camera = tmp_path / "not_a_camera"
+        camera.write_bytes(b"x")
+    t0 = time.monotonic()
+    r = run_cli(["--camera", camera, "--headless"], cwd=tmp_path, timeout=30)
+    assert r.returncode == 2, r.stderr
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and words in err[0] and str(camera) in err[0], err
+    assert time.monotonic() - t0 < 20

@@ -189,3 +189,26 @@ def test_cli_logs_pipeline_once(clips, tmp_path):
     r = run_cli(["--input", clips["h264"], "--headless", "--max-frames", "3"], cwd=tmp_path)
     assert r.stderr.count("pipeline: PyAV") == 1
     assert r.stderr.count("STREAMING") == 1 and "EOS" not in r.stderr  # stopped by --max-frames, not the end
+
+
+@pytest.mark.parametrize("how", ["same path", "symlink", "hard link", "stats into the input"])
+def test_an_output_that_is_the_input_is_refused_and_the_input_kept(tmp_path, how):
+    """#17 defect 2: --output-save onto the input (directly or through a link) truncated the source while it
+    was read. The same file, not the same string: refused before a model loads, exit 2, input untouched."""
+    import os
+
+    clip = tmp_path / "in.mkv"
+    write_clip(clip, 12, "ffv1")
+    before = clip.read_bytes()
+    target = {"same path": clip, "symlink": tmp_path / "link.mkv", "hard link": tmp_path / "hard.mkv",
+              "stats into the input": clip}[how]
+    if how == "symlink":
+        target.symlink_to(clip)
+    elif how == "hard link":
+        os.link(clip, target)
+    flag = "--stats-json" if how == "stats into the input" else "--output-save"
+    r = run_cli(["--input", clip, "--headless", flag, target], cwd=tmp_path)
+    err = r.stderr.strip().splitlines()
+    assert r.returncode == 2, r.stderr
+    assert f"{flag} is the input video itself" in err[-1] and err[-1].startswith("deblur-video: error:")
+    assert clip.read_bytes() == before

@@ -130,3 +130,16 @@ def test_str_of_a_source_is_redacted():
     assert "topsecret" not in str(uri) and "user" not in str(uri)
     assert str(uri) == "rtsp://***@cam.local:8554/live"
     assert uri.location == "rtsp://user:topsecret@cam.local:8554/live"  # FFmpeg still gets the credentials
+
+
+def test_small_ones_from_the_hostile_first_day(tmp_path):
+    """#17 defect 22 (two of them): a zero-byte file said FFmpeg's "Invalid data" instead of "empty"; file://
+    URLs were not percent-decoded, so a name with a space was "not found"."""
+    empty = tmp_path / "empty.mkv"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match=r"empty \(0 bytes\)"):
+        parse_source(str(empty))
+    spaced = tmp_path / "my clip.mkv"
+    spaced.write_bytes(b"x")
+    src = parse_source("file://" + str(spaced).replace(" ", "%20"))
+    assert src.kind == "file" and src.location == str(spaced)

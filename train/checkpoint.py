@@ -26,6 +26,7 @@ from deblur.runtime.errors import (
     CheckpointMismatchError,
     CheckpointNotFoundError,
     CheckpointTruncatedError,
+    InputError,
     UnsafeCheckpointError,
     WrongModelError,
 )

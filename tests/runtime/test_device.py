@@ -44,3 +44,15 @@ def test_every_cli_refuses_a_device_it_cannot_use(tool, device, tmp_path):
     assert r.returncode == 2, (r.stdout[-500:], r.stderr[-2000:])
     last = r.stderr.strip().splitlines()[-1]
     assert ("unknown device 'tpu'" if device == "tpu" else "no CUDA GPU visible") in last and "internal error" not in r.stderr
+
+
+def test_loading_a_checkpoint_onto_cuda_with_a_torch_that_has_none_is_one_error():
+    """The torch check behind the parser: a GPU machine with a CPU build of torch (or none here)."""
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this torch has CUDA")
+    from deblur.runtime.zoo import resolve_model
+    from deblur.train.checkpoint import load_generator
+
+    with pytest.raises(InputError, match="sees no CUDA GPU"):
+        load_generator(resolve_model("default"), device="cuda:0")

@@ -61,6 +61,9 @@ def round_shape(shape: Shape, multiple: int = 4, name: str = "shape") -> tuple[S
                      f"H and W must be multiples of {multiple}")
 
 
+MAX_BATCH, MAX_SIDE = 64, 8192  # an 8K frame; larger inputs are tiled by the runtime
+
+
 def make_profile(min_shape: Shape | str | None = None, opt_shape: Shape | str | None = None,
                  max_shape: Shape | str | None = None, static_hw: tuple[int, int] | None = None,
                  multiple: int = 4, min_size: int = 0) -> tuple[Profile, list[str]]:
@@ -83,6 +86,9 @@ def make_profile(min_shape: Shape | str | None = None, opt_shape: Shape | str | 
             raise InputError(f"{name} {_fmt(s)}: the generator takes 3 channels (RGB), got {s[1]}")
         if min(s[2:]) < min_size:
             raise InputError(f"{name} {_fmt(s)}: H and W must be at least {min_size} for this model")
+        if s[0] > MAX_BATCH or max(s[2:]) > MAX_SIDE:
+            raise InputError(f"{name} {_fmt(s)}: at most N {MAX_BATCH} and H, W {MAX_SIDE} (beyond that an engine's "
+                             "activations need tens of GB)", hint="Deblurrer tiles larger frames; keep the profile at the camera's size")
         out[name], warning = round_shape(s, multiple, name)
         warnings += [warning] if warning else []
     if static_hw is not None:

@@ -83,6 +83,9 @@ def test_make_profile_rounds_and_reports():
     ({"max_shape": "1x1x1088x1920"}, "3 channels"),
     ({"min_shape": "0x3x64x64"}, "4 positive sizes"),
     ({"static_hw": (720, 1280), "max_shape": "1x3x720x1280"}, "not both"),
+    ({"max_shape": "1x3x100000x100000"}, "at most N 64 and H, W 8192"),  # #17 defect 19: accepted without a bound
+    ({"max_shape": "65x3x720x1280"}, "at most N 64 and H, W 8192"),
+    ({"static_hw": (720, 9000)}, "at most N 64 and H, W 8192"),
 ])
 def test_make_profile_rejects(kwargs, message):
     with pytest.raises(InputError, match=message.replace("(", r"\(")):

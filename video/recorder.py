@@ -67,6 +67,9 @@ def check_target(target: str | Path, codec: str) -> None:
     if codec not in CODECS:
         raise InputError(f"unknown output codec {codec!r}", hint=f"choose one of {', '.join(CODECS)}")
     fmt, _ = _muxer(target)
+    parent = Path(target).parent
+    if "://" not in target and not parent.is_dir():  # a typo must not create folders anywhere
+        raise InputError(f"the folder for the recording does not exist ({parent})", target, hint=f"create it first (mkdir -p {parent})")
     if "://" not in target and not can_create(target):
         raise InputError(f"cannot write the recording into {Path(target).parent}", target,
                          hint="choose a writable folder for --output-save")

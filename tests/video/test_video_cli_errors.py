@@ -128,3 +128,13 @@ def test_a_camera_path_that_cannot_be_a_camera_fails_at_once(tmp_path, camera, w
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and words in err[0] and str(camera) in err[0], err
     assert time.monotonic() - t0 < 20
+
+
+def test_a_recording_into_a_folder_that_does_not_exist_is_refused(tmp_path):
+    """#17 defect 22: `--output-save /nonexistent/dir/x.mkv` created the folders (anywhere a typo pointed)."""
+    target = tmp_path / "no" / "such" / "out.mkv"
+    r = run_cli(["--demo", "--headless", "--output-save", target], cwd=tmp_path, timeout=60)
+    assert r.returncode == 2, r.stderr
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "the folder for the recording does not exist" in err[0] and "mkdir -p" in err[0], err
+    assert not (tmp_path / "no").exists()

@@ -14,6 +14,7 @@ in one line. A naming ``backend=`` (``--backend``) always wins and skips all of 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -72,13 +73,17 @@ def cache_file() -> Path:
 
 def cpu_flags() -> set[str]:
     """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    line = _cpuinfo_line(("flags", "Features"))
+    return set(line.partition(":")[2].split())
+
+
+@functools.lru_cache(maxsize=4)
+def _cpuinfo_line(prefixes: tuple[str, ...]) -> str:
+    """The first /proc/cpuinfo line starting with one of ``prefixes`` (read once per process), or ''."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return set(line.partition(":")[2].split())
+        return next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith(prefixes)), "")
     except OSError:
-        pass
-    return set()
+        return ""
 
 
 def candidates() -> list[Candidate]:
@@ -87,7 +92,9 @@ def candidates() -> list[Candidate]:
     out = []
     if importlib.util.find_spec("onnxruntime") is not None:
         out.append(Candidate("onnxruntime"))
-    if importlib.util.find_spec("openvino") is not None:
+    from deblur.runtime.backends import openvino_backend as ovb
+
+    if ovb.available():
         out.append(Candidate("openvino", "f32"))
         flags = cpu_flags()
         if flags & {"avx512_bf16", "amx_bf16"}:
@@ -112,12 +119,8 @@ def _versions() -> list[str]:
 
 def machine_key(threads: int) -> str:
     """What the decision depends on besides the model: CPU model and flags, cores, threads, runtime versions."""
-    model = ""
-    try:
-        model = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")), "")
-    except OSError:
-        pass
-    text = "|".join([platform.machine(), platform.processor(), model, " ".join(sorted(cpu_flags())), str(os.cpu_count()),
+    text = "|".join([platform.machine(), platform.processor(), _cpuinfo_line(("model name",)), " ".join(sorted(cpu_flags())),
+                     str(os.cpu_count()),
                      str(threads), *_versions()])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -134,7 +137,6 @@ def pick(cands: list[Candidate], margin: float = MARGIN) -> Candidate:
 
 def choose(path: Path, threads: int | None) -> Choice:
     """The backend ``Deblurrer`` runs ``path`` (an ONNX file) with on the CPU; cached (see the module docstring)."""
-    from deblur.runtime.fileio import sha256_file
     from deblur.runtime.ort_options import default_threads
 
     cands = candidates()
@@ -142,7 +144,8 @@ def choose(path: Path, threads: int | None) -> Choice:
         only = cands[0].backend if cands else "onnxruntime"  # none installed: ONNX Runtime's own error says what to install
         return Choice(only, reason="the only CPU backend installed")
     n = int(threads) if threads else default_threads()
-    key = f"{sha256_file(path)[:16]}-{machine_key(n)}"
+    st = path.stat()
+    key = f"{_model_hash(str(path.resolve()), st.st_size, st.st_mtime_ns)}-{machine_key(n)}"
     memo = f"{cache_file()}:{key}"
     if memo in _DECIDED:  # another worker of this process: already decided and logged
         return _DECIDED[memo]
@@ -172,6 +175,14 @@ def choose(path: Path, threads: int | None) -> Choice:
     _write_cache(cache)
     _DECIDED[memo] = choice
     return choice
+
+
+@functools.lru_cache(maxsize=32)
+def _model_hash(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of the model file, once per file version in a process (the video pipeline opens one model per worker)."""
+    from deblur.runtime.fileio import sha256_file
+
+    return sha256_file(path)[:16]
 
 
 def _valid_entry(entry: Any, cands: list[Candidate]) -> dict | None:

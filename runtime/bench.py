@@ -123,13 +123,6 @@ def resolve_source(model: str, engine: str | None) -> ModelSource:
     return src
 
 
-def resolve_device(device: str) -> str:
-    """``auto``: the first CUDA GPU the driver reports, else the CPU; anything else checked (``runtime.device``)."""
-    from deblur.runtime.device import parse_device
-
-    return parse_device(device, allow_auto=True)
-
-
 # ------------------------------------------------------------------------------------- backends
 
 

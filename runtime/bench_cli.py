@@ -26,10 +26,10 @@ from deblur.runtime.bench import (
     parse_backends,
     parse_sizes,
     peak_rows,
-    resolve_device,
     resolve_source,
 )
 from deblur.runtime.cli import make_parser, run
+from deblur.runtime.device import parse_device
 from deblur.runtime.errors import InputError
 from deblur.runtime.fileio import can_create
 
@@ -84,7 +84,7 @@ def _main(args: argparse.Namespace) -> int:
                          hint="name a file in a writable folder, e.g. --json bench.json")
     sizes = parse_sizes(args.sizes)
     names = parse_backends(args.backends)
-    device = resolve_device(args.device)
+    device = parse_device(args.device, allow_auto=True)
     sources = _sources(args)  # bad models and spec names fail here, before any timing
     rows: list[dict[str, Any]] = []
     probes: list[dict[str, Any]] = []

@@ -70,8 +70,8 @@ class Deblurrer:
         self.choice = "named" if backend else "from the file suffix"
         if precision is not None and backend is None and path.suffix.lower() in (".onnx", ".xml"):
             backend, self.choice = "openvino", "a precision was named"
-        if precision is not None and backend_name(path, backend) != "openvino":
-            raise InputError(f"precision={precision!r} applies to the openvino backend, not {backend_name(path, backend)}", path,
+        if precision is not None and (named := backend_name(path, backend)) != "openvino":
+            raise InputError(f"precision={precision!r} applies to the openvino backend, not {named}", path,
                              hint="drop the precision, or use backend='openvino'")
         if backend is None and device == "cpu" and path.suffix.lower() == ".onnx":
             from deblur.runtime.backend_choice import choose

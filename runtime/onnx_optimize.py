@@ -107,13 +107,14 @@ def optimize(model: Any, *, phase_tail: bool = True, subpixel_tail: bool = True)
     return out
 
 
-def cpu_rewritten(path: Any) -> tuple[bytes, list[str]] | None:
+def cpu_rewritten(source: Any) -> tuple[bytes, list[str]] | None:
     """``optimize``d model bytes for an ONNX Runtime CPU session and the rewrites applied, or None
     where there is nothing to do: ``onnx`` not installed, a graph rewritten already, an FP16 graph
-    (its casts are not what the patterns expect), or no pattern found."""
+    (its casts are not what the patterns expect), or no pattern found. ``source``: a path, or a
+    ``ModelProto`` already read by ``load_onnx`` with its weights (read once, not twice)."""
     if importlib.util.find_spec("onnx") is None:
         return None
-    model = load_onnx(path)
+    model = source if hasattr(source, "graph") else load_onnx(source)
     contract = _contract(model)
     if is_fp16(onnx_props(model)) or contract is None or contract.graph_rewrites:
         return None

@@ -10,11 +10,12 @@ peak (OpenVINO would quietly run it in f32).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from deblur.runtime.timing import time_step
 
 log = logging.getLogger("deblur")
 
@@ -25,13 +26,7 @@ CONV_LAYERS = 4
 
 def _best_gmacs(step: Callable[[], Any], macs: float, runs: int = 5) -> float:
     """GMAC/s of the fastest of ``runs`` timed calls after one warm-up (a peak: the best, not the median)."""
-    step()
-    best = float("inf")
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        step()
-        best = min(best, time.perf_counter() - t0)
-    return macs / best / 1e9
+    return macs / (min(time_step(step, runs, 1)) / 1e3) / 1e9
 
 
 def gemm_probe() -> dict[str, Any]:

@@ -28,9 +28,11 @@ class OnnxBackend(Backend):
             raise InputError("model not found", path, hint="check the path, or export one with deblur-export")
         if importlib.util.find_spec("onnxruntime") is None:
             raise InputError("ONNX Runtime is not installed", path, hint="pip install onnxruntime (or onnxruntime-gpu)")
-        rewritten = cpu_rewritten(self.path) if cpu_rewrites and not device.startswith("cuda") else None
-        if rewritten is None and importlib.util.find_spec("onnx") is not None:
-            load_onnx(self.path, external_data=False)  # the one loader's checks (bad bytes, external data), as everywhere
+        rewrite = cpu_rewrites and not device.startswith("cuda")
+        proto = None
+        if importlib.util.find_spec("onnx") is not None:  # the one loader's checks (bad bytes, external data), as everywhere
+            proto = load_onnx(self.path, external_data=rewrite)
+        rewritten = cpu_rewritten(proto) if rewrite and proto is not None else None
         self.session = session(rewritten[0] if rewritten else self.path, device, threads)
         props = self.session.get_modelmeta().custom_metadata_map
         self.contract = OnnxContract.from_props(props, self.path)

@@ -15,9 +15,10 @@ EPILOG = """examples:
 
 Artifacts (in --workdir, default the checkpoint's or ONNX's folder): <stem>.onnx, <stem>_fp16.onnx, <stem>.xml + .bin,
 <stem>[_fp16].engine + <engine>.json (manifest), <stem>.timing.cache, parity.json, parity.md.
-Nothing is published under its final name unless the parity gate passes.
+Nothing is published under its final name unless the parity gate passes, and then everything or nothing:
+work happens in a hidden .deblur-export-<pid>-* folder that is removed on exit (or by the next run, if killed).
 Exit codes: 0 done (engine stage may be skipped: see the log), 2 bad input, 3 parity gate failed,
-4 --require-engine but TensorRT or a GPU is missing.
+4 --require-engine but TensorRT or a GPU is missing, 130 interrupted (Ctrl-C, SIGTERM).
 """
 
 
@@ -48,16 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main_args(args: argparse.Namespace) -> int:
     from deblur.export.parity import table
     from deblur.export.pipeline import ExportOptions, export
+    from deblur.runtime.interrupts import sigterm_as_interrupt
 
     opts = ExportOptions(**{k: getattr(args, k) for k in ExportOptions.__dataclass_fields__})
-    result = export(opts)
+    with sigterm_as_interrupt():  # like Ctrl-C: the staging folder is removed, exit code 130
+        result = export(opts)
     print("\n" + table(result.parity) + "\n")
     model = next((p for n, p in result.published.items() if n.endswith(".engine")), None) or \
         next((p for n, p in result.published.items() if n.endswith(".onnx")), None) or opts.onnx
     if result.published:
         print("Published: " + ", ".join(str(p) for p in result.published.values()))
     if result.engine_skipped:
-        print(f"TensorRT engine: skipped ({result.engine_skipped}).")
+        print(f"TensorRT engine: skipped ({result.engine_skipped}); on the target run:\n  {result.engine_command}")
     if model is not None:
         print(f"Next:\n  deblur-video --model {model} --camera 0\n  deblur-bench --model {model}")
     return 0

@@ -1,17 +1,18 @@
 """The export pipeline: checkpoint -> ONNX -> FP16 graph -> OpenVINO IR -> TensorRT engine -> parity gate -> publish.
 
-Each stage is one function over an ``ExportRun``; every artifact is written into a hidden temp
-folder inside ``workdir`` and renamed to its final name only after the parity gate passes, so an
-interrupted or failed export never leaves a file under a final name. One log line per stage, with
-its time and the artifact's size. Every artifact is run through the runtime's own backends
+Each stage is one function over an ``ExportRun``; every artifact (the parity reports and the engine
+manifest included) is written into a hidden staging folder inside ``workdir`` and renamed to its final
+name only after the parity gate passes, all of them or none (``deblur.export.staging``), so an
+interrupted or failed export never leaves a file under a final name, nor a report claiming success.
+One log line per stage, with its time and the artifact's size. Every artifact is run through the runtime's own backends
 (``deblur.runtime.backends``): the gate checks exactly what ``Deblurrer`` will run.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import shutil
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -22,10 +23,13 @@ from typing import Any
 import numpy as np
 
 from deblur.export import parity as P
+from deblur.export import staging
 from deblur.runtime.backends.base import Backend
 from deblur.runtime.compare import compare
 from deblur.runtime.contract import OnnxContract, is_fp16, load_onnx, read_onnx_props
-from deblur.runtime.errors import EngineRequiredError, InputError, ParityError
+from deblur.runtime.errors import DeblurError, EngineRequiredError, InputError, ParityError
+from deblur.runtime.fileio import check_writable_folder, disk_full
+from deblur.runtime.frames import is_flat
 from deblur.runtime.images import list_images, read_rgb
 from deblur.runtime.prepost import centre_crop, to_float_image, to_tensor
 from deblur.runtime.shapes import parse_hw, round_up
@@ -60,6 +64,7 @@ class ExportResult:
     published: dict[str, Path] = field(default_factory=dict)
     parity: list[P.ArtifactResult] = field(default_factory=list)
     engine_skipped: str | None = None
+    engine_command: str | None = None  # when skipped: the command that builds the engine on the target
 
 
 @dataclass
@@ -97,6 +102,7 @@ class ExportRun:
     engine_info: dict | None = None
     openvino_ir: Path | None = None
     staged: dict[str, Path] = field(default_factory=dict)  # final name -> temp path
+    report_header: dict = field(default_factory=dict)  # parity.json's header, once the gate ran
     result: ExportResult = field(default_factory=ExportResult)
 
     @property
@@ -126,15 +132,6 @@ def stage(name: str) -> Iterator[dict]:
 # ---------------------------------------------------------------------------------------- inputs
 
 
-def _check_workdir(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".deblur-write-test"):
-            pass
-    except OSError as e:
-        raise InputError(f"cannot write to the work folder ({e.strerror})", folder, hint="pass a writable --workdir") from None
-
-
 def load_parity_images(extra: Path | None) -> list[tuple[str, np.ndarray]]:
     paths = list_images(PARITY_IMAGES) + (list_images(extra) if extra else [])
     images = []
@@ -143,9 +140,14 @@ def load_parity_images(extra: Path | None) -> list[tuple[str, np.ndarray]]:
         if rgb is None:
             log.warning("parity image %s is unreadable; skipped", p)
             continue
+        if is_flat(rgb):  # the runtime returns flat frames unchanged: identical on every backend by rule
+            log.warning("parity image %s is flat (under one level of variation, e.g. 1x1); the runtime returns "
+                        "such frames unchanged, so there is nothing to compare; skipped", p)
+            continue
         images.append((p.name, rgb))
     if not images:
-        raise InputError("no parity images", extra or PARITY_IMAGES, hint="pass --parity-images DIR with .png/.jpg photos")
+        raise InputError("no usable parity images", extra or PARITY_IMAGES,
+                         hint="pass --parity-images DIR with .png/.jpg photos that are not flat")
     return images
 
 
@@ -216,8 +218,8 @@ def build_engine(run: ExportRun) -> None:
     name = f"{run.stem}_fp16.engine" if run.precision == "fp16" else f"{run.stem}.engine"
     if run.engine_reason:
         run.result.engine_skipped = run.engine_reason
-        log.info("%-9s skipped: %s; on the target run: %s", "TensorRT:", run.engine_reason,
-                 build_command(run.final(run.engine_source), run.opts.fp16, run.profile))
+        run.result.engine_command = build_command(run.final(run.engine_source), run.opts.fp16, run.profile)
+        log.info("%-9s skipped: %s; on the target run: %s", "TensorRT:", run.engine_reason, run.result.engine_command)
         return
     with stage("TensorRT") as s:
         path = run.tmp / name
@@ -337,11 +339,12 @@ def gate(run: ExportRun) -> None:
         gating = [r for r, c in zip(run.result.parity, cands, strict=True) if c.gating]
         s["what"] = f"{len(run.images)} images vs {ref_name}: " + ("passed" if all(a.passed for a in gating) else "FAILED")
     opts = run.opts
-    header = {"checkpoint": str(opts.ckpt) if opts.ckpt else None, "onnx": str(opts.onnx) if opts.onnx else None,
-              "reference": ref_name, "spec": run.contract.spec.to_dict(), "engine_skipped": run.result.engine_skipped}
-    P.write_reports(run.result.parity, run.workdir, header)
+    run.report_header = {"checkpoint": str(opts.ckpt) if opts.ckpt else None, "onnx": str(opts.onnx) if opts.onnx else None,
+                         "reference": ref_name, "spec": run.contract.spec.to_dict(),
+                         "engine_skipped": run.result.engine_skipped, "engine_command": run.result.engine_command}
     failure = P.first_failure(gating)
-    if failure:
+    if failure:  # a report of the failure is published on its own (it claims nothing); a passing one by publish()
+        P.write_reports(run.result.parity, run.workdir, run.report_header)
         detail = _debug(run, any(a.artifact == getattr(run.engine, "name", None) and not a.passed for a in gating)) \
             if opts.debug_parity else ""
         raise ParityError(f"parity gate failed: {failure}{detail}", run.workdir / "parity.md",
@@ -349,13 +352,17 @@ def gate(run: ExportRun) -> None:
 
 
 def publish(run: ExportRun) -> None:
-    """Rename every staged file to its final name (the engine's manifest now with the gate's results)."""
+    """Stage the last files (the engine's manifest with the gate's results, the parity reports), then
+    rename everything to its final name, all or nothing: the reports say "passed" only beside what passed."""
     with stage("Publish") as s:
         if run.engine is not None:
             _write_engine_manifest(run, run.result.parity)
-        for final, temp in run.staged.items():
-            temp.replace(run.workdir / final)
-            run.result.published[final] = run.workdir / final
+        P.write_reports(run.result.parity, run.tmp, run.report_header)
+        files = {n: p for n, p in run.staged.items() if not n.endswith(".engine")}  # the manifest before its engine
+        files |= {n: p for n, p in run.staged.items() if n.endswith(".engine")}
+        files |= {"parity.json": run.tmp / "parity.json", "parity.md": run.tmp / "parity.md"}  # the reports last
+        staging.publish(files, run.workdir, run.tmp)
+        run.result.published = {n: run.workdir / n for n in files if not n.startswith("parity.")}
         s["what"] = ", ".join(run.result.published) or "nothing new (the source ONNX passed)"
 
 
@@ -388,25 +395,55 @@ def export(opts: ExportOptions) -> ExportResult:
             raise InputError("ONNX model not found", opts.onnx, hint="check the path")
         load_onnx(opts.onnx, external_data=False)  # unreadable bytes or external data outside its folder: refused now
     workdir = opts.workdir or _default_workdir(opts)
-    _check_workdir(workdir)
+    check_writable_folder(workdir, "--workdir")
+    workdir.mkdir(parents=True, exist_ok=True)
     images = load_parity_images(opts.parity_images)
-    tmp = Path(tempfile.mkdtemp(prefix=".deblur-export-", dir=workdir))
+    staging.remove_stale(workdir)  # left by an export that was killed
+    tmp = staging.make_staging(workdir)
     run = ExportRun(opts, workdir, tmp, images, engine_reason)
     try:
-        load_checkpoint(run)
-        run.stem = (run.weights.path.stem if run.weights else opts.onnx.stem).removesuffix("_fp16")
-        _shapes(run, run.weights.spec if run.weights else None)
-        export_fp32(run)
-        if run.weights is None:
-            _shapes(run, run.contract.spec)
-        convert_fp16_graph(run)
-        convert_openvino(run)
-        build_engine(run)
-        gate(run)
-        publish(run)
+        with _write_errors(run):
+            _stages(run)
         return run.result
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _stages(run: ExportRun) -> None:
+    """Every stage in order, then the gate and publication."""
+    opts = run.opts
+    load_checkpoint(run)
+    run.stem = (run.weights.path.stem if run.weights else opts.onnx.stem).removesuffix("_fp16")
+    _shapes(run, run.weights.spec if run.weights else None)
+    export_fp32(run)
+    if run.weights is None:
+        _shapes(run, run.contract.spec)
+    convert_fp16_graph(run)
+    convert_openvino(run)
+    build_engine(run)
+    gate(run)
+    publish(run)
+
+
+@contextlib.contextmanager
+def _write_errors(run: ExportRun) -> Iterator[None]:
+    """A full disk (or another write failure) while staging is one line naming the file by its final name."""
+    try:
+        yield
+    except DeblurError as e:
+        if e.path and Path(e.path).parent == run.tmp:  # atomic_path's own line, about a staged file
+            e.path = str(run.final(Path(e.path)))
+        raise
+    except OSError as e:
+        if e.errno != errno.ENOSPC and not disk_full(run.tmp):
+            raise
+        where = run.final(Path(e.filename)) if e.filename else f"into {run.workdir}"
+        raise InputError(f"disk full writing {where}; nothing was published", hint="free space or pass another --workdir") from None
+    except Exception:  # writers that wrap ENOSPC in their own error (torch.onnx.export, onnx.save)
+        if not disk_full(run.tmp):
+            raise
+        raise InputError(f"disk full writing into {run.workdir}; nothing was published",
+                         hint="free space or pass another --workdir") from None
 
 
 def _shapes(run: ExportRun, spec: Any) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 from deblur.runtime.cli import package_version
 from deblur.runtime.errors import InputError, ManifestError
 from deblur.runtime.fileio import atomic_write_text, sha256_file
-from deblur.runtime.spec import ModelSpec
+from deblur.runtime.spec import ModelSpec, is_int
 
 METADATA_KEY = "deblur"
 FP16_KEY = "deblur.fp16"
@@ -80,18 +80,43 @@ class OnnxContract:
             raise InputError("is an ONNX model without deblur-edge metadata", path, hint="export it with deblur-export --ckpt")
         try:
             d = json.loads(props[METADATA_KEY])
-            version = int(d.get("format_version", ONNX_FORMAT_VERSION))
-            static = d.get("static_hw")
-            contract = cls(spec=ModelSpec.from_dict(d["spec"]), static_hw=(int(static[0]), int(static[1])) if static else None,
-                           source=d.get("source") or {}, exporter=d.get("exporter") or {},
-                           graph_rewrites=tuple(d.get("graph_rewrites", ())), format_version=version)
-        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as e:
-            raise InputError(f"has unreadable deblur-edge metadata ({type(e).__name__}: {e})", path,
+        except (ValueError, RecursionError) as e:  # JSONDecodeError, bad surrogates, nesting deeper than the stack
+            raise InputError(f"has unreadable deblur-edge metadata (not JSON: {type(e).__name__})", path,
                              hint="re-export it with deblur-export") from None
+        problem = _contract_problem(d)
+        if problem:
+            raise InputError(f"has unreadable deblur-edge metadata ({problem[:200]})", path, hint="re-export it with deblur-export")
+        version = d.get("format_version", ONNX_FORMAT_VERSION)
         if version > ONNX_FORMAT_VERSION:
             raise InputError(f"ONNX contract format {version} is newer than this deblur-edge reads ({ONNX_FORMAT_VERSION})",
                              path, hint="upgrade deblur-edge")
-        return contract
+        try:
+            spec = ModelSpec.from_dict(d["spec"])
+        except InputError as e:
+            raise InputError(f"has unreadable deblur-edge metadata ({e.line()})", path, hint="re-export it with deblur-export") from None
+        static = d.get("static_hw")
+        return cls(spec=spec, static_hw=(static[0], static[1]) if static else None, source=d.get("source") or {},
+                   exporter=d.get("exporter") or {}, graph_rewrites=tuple(d.get("graph_rewrites", ())), format_version=version)
+
+
+def _contract_problem(d: Any) -> str | None:
+    """What is wrong with the parsed ``deblur`` entry (types only; the spec checks itself), or None."""
+    if not isinstance(d, dict):
+        return f"not a JSON object but {type(d).__name__}"
+    if "spec" not in d:
+        return "no 'spec'"
+    if not is_int(d.get("format_version", ONNX_FORMAT_VERSION)):
+        return f"format_version must be an integer, got {d.get('format_version')!r}"
+    static = d.get("static_hw")
+    if static and not (isinstance(static, list) and len(static) == 2 and all(is_int(v) and v >= 1 for v in static)):
+        return f"static_hw must be [H, W] of positive integers, got {static!r}"
+    for key in ("source", "exporter"):
+        if d.get(key) and not isinstance(d[key], dict):
+            return f"{key} must be an object, got {d[key]!r}"
+    rewrites = d.get("graph_rewrites", ())
+    if not (isinstance(rewrites, list | tuple) and all(isinstance(r, str) for r in rewrites)):
+        return f"graph_rewrites must be a list of names, got {rewrites!r}"
+    return None
 
 
 def is_fp16(props: Mapping[str, str]) -> bool:
@@ -129,6 +154,9 @@ def load_onnx(path: str | Path, external_data: bool = True) -> Any:
     external = [t for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
     for init in external:
         location = next((e.value for e in init.external_data if e.key == "location"), "")
+        if not isinstance(location, str) or "\0" in location:  # fuzz: bytes (not UTF-8) or a NUL: no file name
+            raise InputError(f"tensor {init.name!r} names its external data with {location!r}, which is not a file name",
+                             path, hint="re-export it (a damaged file?)")
         if Path(location).is_absolute() or not (root / location).resolve().is_relative_to(root):
             raise InputError(f"refused: tensor {init.name!r} reads external data from {location!r}, outside the model's folder",
                              path, hint="re-export with weights embedded (deblur-export writes single-file models)")
@@ -138,7 +166,8 @@ def load_onnx(path: str | Path, external_data: bool = True) -> Any:
         try:
             load_external_data_for_model(proto, str(root))
         except Exception as e:  # noqa: BLE001
-            raise InputError(f"cannot read its external data ({type(e).__name__}: {str(e)[:120]})", path,
+            first = (str(e).splitlines() or [""])[0][:120]  # fuzz: onnx's TypeError text runs over several lines
+            raise InputError(f"cannot read its external data ({type(e).__name__}: {first})", path,
                              hint="keep the data files beside the model") from None
     return proto
 
@@ -204,6 +233,9 @@ class EngineManifest:
         except json.JSONDecodeError as e:
             raise ManifestError(f"manifest is not valid JSON ({e.msg}, line {e.lineno})", path=source,
                                 hint="rebuild the engine to rewrite it") from None
+        except RecursionError:
+            raise ManifestError("manifest is not valid JSON (nested too deeply)", path=source,
+                                hint="rebuild the engine to rewrite it") from None
         if not isinstance(d, dict):
             raise ManifestError("manifest is not a JSON object", path=source, hint="rebuild the engine to rewrite it")
         fmt = d.get("format_version")
@@ -235,8 +267,15 @@ class EngineManifest:
         for k, v in self.profile.items():
             if not (isinstance(v, list) and len(v) == 4 and all(isinstance(x, int) and x > 0 for x in v)):
                 return f"profile {k} must be 4 positive integers [N, C, H, W], got {v!r}"
+        lo, opt, hi = self.profile["min"], self.profile["opt"], self.profile["max"]
+        if not all(a <= b <= c for a, b, c in zip(lo, opt, hi, strict=True)):
+            return f"profile must have min <= opt <= max in every dimension, got {lo}, {opt}, {hi}"
         if not isinstance(self.spec, dict) or "name" not in self.spec:
             return "spec must be the model spec object written by deblur-export"
+        try:
+            ModelSpec.from_dict(self.spec)
+        except InputError as e:
+            return e.line()
         if self.precision not in ("fp16", "fp32"):
             return f"precision must be 'fp16' or 'fp32', got {self.precision!r}"
         for name in ("tensorrt_version", "compute_capability", "engine_file"):
@@ -280,7 +319,7 @@ def build_command(onnx_path: str | Path, fp16: bool, profile: Any = None) -> str
         parts.append("--fp16")
     shapes = profile.as_dict() if hasattr(profile, "as_dict") else profile
     if shapes:
-        if shapes["min"] == shapes["max"]:
+        if shapes["min"] == shapes["max"] and shapes["min"][0] == 1:  # --static is N=1: a fixed N>1 keeps its flags
             parts += ["--static", f"{shapes['min'][2]}x{shapes['min'][3]}"]
         else:
             for k in ("min", "opt", "max"):

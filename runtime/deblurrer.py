@@ -20,9 +20,10 @@ import numpy as np
 from deblur.runtime.backends import backend_name, load_backend
 from deblur.runtime.device import parse_device
 from deblur.runtime.errors import InputError
-from deblur.runtime.frames import postprocess, preprocess
+from deblur.runtime.frames import check_frame, is_flat, postprocess, preprocess
+from deblur.runtime.memory import budget, tile_side
 from deblur.runtime.prepost import U8_TO_UNIT
-from deblur.runtime.shapes import padding, reflectable
+from deblur.runtime.shapes import padded_size, padding, reflectable
 from deblur.runtime.spec import ModelSpec
 from deblur.runtime.tiling import run_tiled
 from deblur.runtime.zoo import BUNDLED, resolve_model
@@ -38,7 +39,9 @@ class Deblurrer:
             an ONNX model on the CPU: the fastest backend installed here that passes the parity gate
             (``runtime/backend_choice.py``; decided once per machine and model, logged, cached).
         rgb: frames are RGB instead of OpenCV's BGR.
-        tile: ``"auto"`` (tile only what the backend cannot take whole), an int tile side in px
+        tile: ``"auto"`` (tile only what the backend cannot take whole: beyond an engine's profile, or
+            beyond the host memory budget of ``runtime.memory`` for dynamic-shape models on the CPU:
+            half the available memory, ``$DEBLUR_MEMORY_LIMIT`` caps it), an int tile side in px
             (tile frames larger than that), or ``0`` (never tile; refuse what does not fit).
         tile_overlap: overlap between tiles in px (feathered).
         threads: CPU threads for torch / ONNX Runtime / OpenVINO.
@@ -84,6 +87,7 @@ class Deblurrer:
         self.backend = load_backend(path, backend, device, **options)
         self.path, self.device, self.rgb = path, device, rgb
         self.tile, self.tile_overlap = tile, tile_overlap
+        self.memory_budget = budget()  # once: a video's tiling must not change with the free memory of the moment
         self.timings: dict[str, float] = {}
 
     # ------------------------------------------------------------------------------ context
@@ -124,11 +128,21 @@ class Deblurrer:
         if len({(f.shape, f.dtype) for f in frames if isinstance(f, np.ndarray)}) > 1:
             return [self(f) for f in frames]
         t0 = time.perf_counter()
+        for f in frames:
+            check_frame(f)
+        flat = [is_flat(f) for f in frames]
+        if any(flat):  # nothing to deblur, and InstanceNorm would turn rounding into noise (runtime.frames)
+            rest = iter(self.batch([f for f, fl in zip(frames, flat) if not fl]))
+            out = [_unchanged(f) if fl else next(rest) for f, fl in zip(frames, flat)]
+            if all(flat):
+                self.timings = {"pre_ms": (time.perf_counter() - t0) * 1e3, "infer_ms": 0.0, "post_ms": 0.0}
+            return out
+        memory_tile = self._memory_tile_side(len(frames), *frames[0].shape[:2])
         size = self.backend.static_hw if self._fits_static(frames[0]) else None
         pre = [preprocess(f, self.backend.multiple, self.backend.min_size, self.rgb, size) for f in frames]
         x = np.concatenate([p[0] for p in pre]) if len(pre) > 1 else pre[0][0]
         t1 = time.perf_counter()
-        y = self._infer(x)
+        y = self._infer(x, memory_tile)
         t2 = time.perf_counter()
         out = [postprocess(y[i : i + 1], info) for i, (_, info) in enumerate(pre)]
         t3 = time.perf_counter()
@@ -147,13 +161,31 @@ class Deblurrer:
         s = self.backend.static_hw
         return s is not None and frame.shape[0] <= s[0] and frame.shape[1] <= s[1]
 
-    def _tile_hw(self, h: int, w: int) -> tuple[int, int] | None:
+    def _memory_tile_side(self, n: int, h: int, w: int) -> int | None:
+        """``tile="auto"`` on a dynamic-shape CPU backend: the tile side that keeps the forward in the
+        memory budget (``runtime.memory``), None if the whole frame fits; refuses before allocating."""
+        b = self.backend
+        if self.tile != "auto" or b.static_hw is not None or b.max_hw is not None or self.device != "cpu":
+            return None
+        side = tile_side(self.spec, n, *padded_size(h, w, b.multiple, b.min_size), self.memory_budget)
+        if side is None:
+            return None
+        side = side // b.multiple * b.multiple
+        if side < max(b.min_size, 2 * self.tile_overlap + b.multiple):
+            raise InputError(f"{n} frame(s) of {w}x{h} leave room for tiles of {side} px only, below the "
+                             f"{2 * self.tile_overlap + b.multiple} px that tile_overlap={self.tile_overlap} needs",
+                             self.path, hint="free memory, raise $DEBLUR_MEMORY_LIMIT, or pass smaller frames")
+        return side
+
+    def _tile_hw(self, h: int, w: int, memory_tile: int | None = None) -> tuple[int, int] | None:
         """The tile size for an ``h x w`` padded input, or None to run it whole."""
         b, m = self.backend, self.backend.multiple
         if b.static_hw is not None:
             limit = b.static_hw
         elif b.max_hw is not None:
             limit = (b.max_hw[0] // m * m, b.max_hw[1] // m * m)
+        elif memory_tile:
+            limit = (memory_tile, memory_tile)
         else:
             limit = None
         if isinstance(self.tile, int) and self.tile > 0:
@@ -166,8 +198,8 @@ class Deblurrer:
                              self.path, hint="use tile='auto' or rebuild the engine with a larger --max-shape")
         return limit
 
-    def _infer(self, x: np.ndarray) -> np.ndarray:
-        tile = self._tile_hw(*x.shape[2:])
+    def _infer(self, x: np.ndarray, memory_tile: int | None = None) -> np.ndarray:
+        tile = self._tile_hw(*x.shape[2:], memory_tile)
         if tile is None:
             return self.backend.infer(x)
         return run_tiled(x, self.backend.infer, tile, self.tile_overlap)
@@ -192,6 +224,15 @@ class Deblurrer:
 
             return cupy.asarray(out)
         return out
+
+
+def _unchanged(frame: np.ndarray) -> np.ndarray:
+    """A flat frame as the normal path would return an identity: a copy, floats clipped to [0, 1]."""
+    out = frame.copy()
+    if frame.dtype.kind == "f":
+        colour = out[..., :3] if frame.ndim == 3 and frame.shape[2] == 4 else out  # alpha is carried as it is
+        np.clip(colour, 0.0, 1.0, out=colour)
+    return out
 
 
 @functools.lru_cache(maxsize=8)

@@ -12,7 +12,7 @@ import re
 
 from deblur.runtime.errors import InputError
 
-_PATTERN = re.compile(r"^(cpu|cuda(?::(\d+))?)$")
+_PATTERN = re.compile(r"^(cpu|cuda(?::(\d{1,6}))?)$")  # bounded: int() of 4,301+ digits raises ValueError
 
 
 @functools.lru_cache(maxsize=1)

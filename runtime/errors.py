@@ -158,3 +158,11 @@ class DeviceLost(DeviceGone):
     """The camera went away while streaming (unplugged): the input was valid, so exit code 1."""
 
     exit_code = 1
+
+
+class OutputFailedError(DeblurError):
+    """An output that was being written broke for good (a stream's server closed it or stopped taking
+    data, the disk filled up under a recording): the input was valid, so exit code 1. An output that
+    cannot be opened is an ``InputError``."""
+
+    exit_code = 1

@@ -39,14 +39,51 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
-        _fsync_dir(folder)
+        fsync_dir(folder)
     except OSError as e:
         what = "disk full" if e.errno == errno.ENOSPC else f"cannot write ({e.strerror or e})"
         raise InputError(f"{what} writing this file; nothing was written under its name", path,
                          hint="free space or choose another output folder") from None
+    except Exception:
+        # writers that wrap ENOSPC in their own error (torch.save: "enforce fail ... unexpected pos")
+        if disk_full(folder):
+            raise InputError("disk full writing this file; nothing was written under its name", path,
+                             hint="free space or choose another output folder") from None
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+
+
+def check_writable_folder(folder: str | Path, flag: str) -> None:
+    """Prove a file can be written in ``folder`` before long work starts, leaving nothing behind (folders
+    made for the test are removed again): a file in its place, ``/proc/x``, a read-only file system (which
+    root cannot write either) or a full disk is one InputError naming it and ``flag``."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"is a file; {flag} needs a folder", folder, hint=f"choose another {flag}")
+    made = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".deblur-write-test"):
+            pass
+    except OSError as e:
+        what = "disk full" if e.errno == errno.ENOSPC else e.strerror or str(e)
+        raise InputError(f"cannot write into this folder ({what})", folder, hint=f"choose a writable {flag}") from None
+    finally:
+        for p in made:  # deepest first
+            with contextlib.suppress(OSError):
+                p.rmdir()
+
+
+def disk_full(folder: str | Path, slack: int = 64 << 10) -> bool:
+    """Whether the file system of ``folder`` has (almost) no space left for this user: tells a full disk
+    from other failures when a writer reports it in its own words."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < slack
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:
@@ -83,7 +120,7 @@ def _umask() -> int:
     return mask
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     # Makes the rename itself durable on POSIX; not supported on every platform.
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
@@ -91,6 +128,20 @@ def _fsync_dir(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (another user's counts): temp folders named after their owner's PID
+    are removed by a later run only once the owner is gone, never while it still writes."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, someone else's
+        return True
+    return True
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -18,6 +18,7 @@ SPEC_FORMAT_VERSION = 2  # the newest spec format this package reads: 1 = ResNet
 FAMILIES = ("resnet", "unet")
 UPSAMPLES = ("convtranspose", "pixelshuffle")
 _UNET_FIELDS = ("widths", "enc_blocks", "dec_blocks", "stem", "upsample")
+MAX_WIDTH, MAX_BLOCKS, MAX_LEVELS = 4096, 256, 8  # far beyond any real generator; keeps a file's numbers from hanging us
 
 
 @dataclass(frozen=True)
@@ -59,15 +60,14 @@ class ModelSpec:
     upsample: str = "convtranspose"  # measured faster in ONNX Runtime on CPU than 1x1 conv + PixelShuffle
 
     def __post_init__(self) -> None:
+        self._check_values()
         if self.family not in FAMILIES:
             raise self._invalid(f"family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
         for key in ("widths", "enc_blocks", "dec_blocks"):  # lists (JSON, YAML) become tuples
             value = getattr(self, key)
-            if not isinstance(value, tuple):
-                try:
-                    object.__setattr__(self, key, tuple(int(v) for v in value))
-                except (TypeError, ValueError):
-                    raise self._invalid(f"{key} must be a list of integers, got {value!r}") from None
+            if not isinstance(value, list | tuple) or not all(is_int(v) for v in value) or len(value) > MAX_LEVELS:
+                raise self._invalid(f"{key} must be a list of integers (at most {MAX_LEVELS}), got {value!r}")
+            object.__setattr__(self, key, tuple(value))
         if self.family == "resnet":
             self._check_resnet()
         else:
@@ -76,6 +76,32 @@ class ModelSpec:
 
     def _invalid(self, why: str) -> InputError:
         return InputError(f"invalid model spec {self.name!r}: {why}")
+
+    def _check_values(self) -> None:
+        """Types and bounds of what a file can say (JSON, YAML, safetensors metadata): a bad value is
+        one InputError here, not a TypeError later or a hang (``2**n_downsampling``, a 10**9-block
+        generator built to check a checkpoint). Input range and colour order: the pre/post code
+        feeds RGB in [-1, 1] only, so a spec asking for anything else is refused, not ignored."""
+        if not isinstance(self.name, str) or not self.name:
+            raise InputError(f"invalid model spec: name must be a non-empty string, got {self.name!r}")
+        for key, hi in (("ngf", MAX_WIDTH), ("n_blocks", MAX_BLOCKS), ("n_downsampling", MAX_LEVELS), ("stem", 16)):
+            value = getattr(self, key)
+            if not is_int(value) or not -1 < value <= hi:
+                raise self._invalid(f"{key} must be an integer in [0, {hi}], got {value!r}")
+        for key in ("norm", "color_order", "description", "family", "upsample"):
+            if not isinstance(getattr(self, key), str):
+                raise self._invalid(f"{key} must be a string, got {getattr(self, key)!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float) or not 0 <= self.dropout < 1:
+            raise self._invalid(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.learn_residual, bool):
+            raise self._invalid(f"learn_residual must be true or false, got {self.learn_residual!r}")
+        r = self.input_range
+        if isinstance(r, list | tuple) and len(r) == 2 and all(isinstance(v, int | float) and not isinstance(v, bool) for v in r):
+            object.__setattr__(self, "input_range", (float(r[0]), float(r[1])))
+        if self.input_range != (-1.0, 1.0):
+            raise self._invalid(f"input_range must be [-1, 1] (the range this deblur-edge feeds), got {self.input_range!r}")
+        if self.color_order != "RGB":
+            raise self._invalid(f"color_order must be 'RGB' (the order this deblur-edge feeds), got {self.color_order!r}")
 
     def _check_resnet(self) -> None:
         if self.ngf < 1 or self.n_blocks < 0 or self.n_downsampling < 0:
@@ -89,8 +115,10 @@ class ModelSpec:
 
     def _check_unet(self) -> None:
         levels = len(self.widths)
-        if levels < 1 or any(w < 1 for w in self.widths):
-            raise self._invalid(f"unet widths must be one or more positive channel counts, got {list(self.widths)}")
+        if levels < 1 or any(not 1 <= w <= MAX_WIDTH for w in self.widths):
+            raise self._invalid(f"unet widths must be one or more channel counts in [1, {MAX_WIDTH}], got {list(self.widths)}")
+        if any(b > MAX_BLOCKS for b in self.enc_blocks + self.dec_blocks):
+            raise self._invalid(f"unet enc_blocks and dec_blocks must be at most {MAX_BLOCKS} per level")
         if len(self.enc_blocks) != levels or any(b < 0 for b in self.enc_blocks):
             raise self._invalid(f"unet enc_blocks needs {levels} counts >= 0 (one per level), got {list(self.enc_blocks)}")
         if len(self.dec_blocks) != levels - 1 or any(b < 0 for b in self.dec_blocks):
@@ -144,7 +172,9 @@ class ModelSpec:
     def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
         if not isinstance(d, dict) or "name" not in d:
             raise InputError("model spec must be a mapping with at least a 'name'")
-        version = int(d.get("format_version", 1))
+        version = d.get("format_version", 1)
+        if not is_int(version):
+            raise InputError(f"model spec format_version must be an integer, got {version!r}")
         if version > SPEC_FORMAT_VERSION:
             raise InputError(
                 f"model spec format {version} is newer than this deblur-edge understands "
@@ -154,15 +184,27 @@ class ModelSpec:
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in d.items() if k in known}  # derived keys (pad_multiple) and old critic keys drop
         if "input_range" in kwargs:
-            kwargs["input_range"] = tuple(float(v) for v in kwargs["input_range"])
+            r = kwargs["input_range"]
+            if not isinstance(r, list | tuple) or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in r):
+                raise InputError(f"model spec input_range must be two numbers, got {r!r}")
+            kwargs["input_range"] = tuple(float(v) for v in r)
         return cls(**kwargs)
 
     @classmethod
     def from_json(cls, s: str) -> ModelSpec:
-        return cls.from_dict(json.loads(s))
+        try:
+            d = json.loads(s)
+        except (ValueError, RecursionError) as e:  # JSONDecodeError, bad surrogates, nesting deeper than Python's stack
+            raise InputError(f"model spec is not valid JSON ({type(e).__name__})") from None
+        return cls.from_dict(d)
 
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelSpec)}
+
+
+def is_int(v: Any) -> bool:
+    """An integer from a file (JSON, YAML, metadata): ``True`` is not 1 here."""
+    return isinstance(v, int) and not isinstance(v, bool)
 
 _REGISTRY: dict[str, ModelSpec] = {}
 

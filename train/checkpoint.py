@@ -42,7 +42,9 @@ FORMAT_TRAINING = "deblur-edge/training-checkpoint"
 FORMAT_VERSION = 1
 _IN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 _WRAPPER_KEYS = ("state_dict_ema", "model_ema", "g_ema", "netG", "generator", "G", "state_dict", "model", "g")
+_CRITIC_KEYS = ("netD", "discriminator", "critic", "D", "d")  # the authors' 2018 files wrap their critic under netD
 _REDOWNLOAD = "re-download or re-export it"
+_CRITIC_HINT = "pass the generator: OUT/g.pth from deblur-train, or latest_net_G.pth (not latest_net_D.pth)"
 
 
 @dataclass(frozen=True)
@@ -222,7 +224,7 @@ def _sniff_zip(path: Path, size: int) -> str:
     try:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
-    except (zipfile.BadZipFile, OSError, EOFError):
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):  # fuzz: a non-UTF-8 name, zip version 18.8
         raise CheckpointTruncatedError(
             f"is a truncated or damaged PyTorch zip archive ({size} bytes on disk, no central directory)",
             path,
@@ -272,11 +274,15 @@ def _classify_load_error(path: Path, e: Exception) -> CheckpointError:
         return CheckpointTruncatedError(
             f"is a truncated or damaged checkpoint ({path.stat().st_size} bytes on disk)", path, hint=_REDOWNLOAD
         )
-    return CheckpointFormatError(f"could not be read as a checkpoint ({type(e).__name__}: {msg.splitlines()[0][:160]})", path, hint=_REDOWNLOAD)
+    first = (msg.splitlines() or [""])[0][:160]  # fuzz: some loader errors have an empty message
+    return CheckpointFormatError(f"could not be read as a checkpoint ({type(e).__name__}: {first})", path, hint=_REDOWNLOAD)
 
 
 def _check_version(obj: dict[str, Any], path: Path) -> None:
-    v = int(obj.get("format_version", FORMAT_VERSION))
+    try:
+        v = int(obj.get("format_version", FORMAT_VERSION))
+    except (TypeError, ValueError, OverflowError):  # fuzz: "x", None, inf
+        raise CheckpointFormatError(f"has a bad format_version {obj.get('format_version')!r}", path, hint=_REDOWNLOAD) from None
     if v > FORMAT_VERSION:
         raise CheckpointFormatError(
             f"uses checkpoint format {v}, newer than this deblur-edge reads ({FORMAT_VERSION})", path, hint="upgrade deblur-edge"
@@ -284,7 +290,7 @@ def _check_version(obj: dict[str, Any], path: Path) -> None:
 
 
 def _is_state(obj: Any) -> bool:
-    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
 
 
 def _unwrap(
@@ -293,11 +299,15 @@ def _unwrap(
     """Find the generator state dict inside whatever layout the file uses."""
     if meta.get("format") == FORMAT_GENERATOR:
         _check_version({"format_version": meta.get("format_version", "1")}, path)
+        if "spec" not in meta:  # fuzz: KeyError before
+            raise CheckpointFormatError("is a deblur-edge generator file without its spec", path, hint=_REDOWNLOAD)
         return obj, ModelSpec.from_json(meta["spec"]), "deblur-edge generator (safetensors)"
     if meta:  # a safetensors file of someone else's: the tensors are the state dict
         return obj, None, "plain safetensors state dict"
     if isinstance(obj, dict) and obj.get("format") == FORMAT_GENERATOR:
         _check_version(obj, path)
+        if not _is_state(obj.get("state_dict")) or "spec" not in obj:  # fuzz: KeyError before
+            raise CheckpointFormatError("is a deblur-edge generator file without its state_dict or spec", path, hint=_REDOWNLOAD)
         return obj["state_dict"], ModelSpec.from_dict(obj["spec"]), "deblur-edge generator (.pth)"
     if isinstance(obj, dict) and obj.get("format") == FORMAT_TRAINING:
         _check_version(obj, path)
@@ -312,6 +322,9 @@ def _unwrap(
         for key in _WRAPPER_KEYS:
             if _is_state(obj.get(key)):
                 return obj[key], None, f"state dict under {key!r}"
+        for key in _CRITIC_KEYS:  # no generator anywhere, a critic under its usual name: say so
+            if _is_state(obj.get(key)):
+                raise WrongModelError(f"holds a critic (discriminator) under {key!r}, not a generator", path, hint=_CRITIC_HINT)
     raise CheckpointFormatError(
         "holds no generator state dict we recognise",
         path,
@@ -335,11 +348,7 @@ def _normalise_keys(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Ten
 def _refuse_critic(state: dict[str, torch.Tensor], path: Path) -> None:
     first = state.get("model.0.weight")
     if first is not None and first.ndim == 4 and tuple(first.shape[1:]) == (3, 4, 4):
-        raise WrongModelError(
-            "holds a critic (discriminator), not a generator",
-            path,
-            hint="pass the generator: OUT/g.pth from deblur-train, or latest_net_G.pth (not latest_net_D.pth)",
-        )
+        raise WrongModelError("holds a critic (discriminator), not a generator", path, hint=_CRITIC_HINT)
 
 
 def _arch(spec: ModelSpec) -> tuple[int, int, int]:

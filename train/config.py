@@ -9,11 +9,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from deblur.runtime.errors import InputError
+from deblur.train.psf import CURVES
+from deblur.train.sensor import NOISE_MODELS
 
 
 @dataclass
@@ -115,40 +118,178 @@ class TrainConfig:
         return cfg
 
 
-_CHOICES = {"content": ("perceptual", "l1", "l2", "charbonnier"), "gp": ("per-sample", "authors"), "amp": ("auto", "off"),
-            "optimizer": ("adam", "adamw")}
+# ------------------------------------------------------------------------------ allowed values
+@dataclass(frozen=True)
+class Rule:
+    """The allowed values of one setting: ``ok(value)`` decides, ``text`` is what the error line shows."""
+
+    ok: Callable[[Any], bool]
+    text: str
+
+
+def _finite(v: Any) -> bool:
+    if isinstance(v, bool):
+        return False
+    return isinstance(v, int) or (isinstance(v, float) and math.isfinite(v))
+
+
+def _interval(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> tuple[Callable[[Any], bool], str]:
+    def ok(v: Any) -> bool:
+        return (_finite(v) and (lo is None or (v > lo if lo_open else v >= lo))
+                and (hi is None or (v < hi if hi_open else v <= hi)))
+
+    if lo is not None and hi is not None:
+        text = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    elif lo is not None:
+        text = f"{'>' if lo_open else '>='} {lo}"
+    else:
+        text = f"{'<' if hi_open else '<='} {hi}"
+    return ok, text
+
+
+def number(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False,
+           also: tuple[float, ...] = (), note: str = "") -> Rule:
+    """A finite number in an interval (NaN and inf are never allowed), or one of the special values ``also``."""
+    inside, text = _interval(lo, hi, lo_open, hi_open)
+    text = f"a finite number {text}" if hi is None or lo is None else f"a finite number in {text}"
+    text = f"{' or '.join(f'{a:g}' for a in also)} {note}or {text}" if also else f"{text} {note}".strip()
+    return Rule(lambda v: inside(v) or (_finite(v) and v in also), text)
+
+
+def integer(lo: int, hi: int | None = None, note: str = "") -> Rule:
+    inside, text = _interval(lo, hi, False, False)
+    text = f"an integer {text}" if hi is None else f"an integer in {text}"
+    return Rule(lambda v: isinstance(v, int) and not isinstance(v, bool) and inside(v), text + (f" {note}" if note else ""))
+
+
+def choice(options: tuple[str, ...] | Callable[[], list[str]]) -> Rule:
+    names = options if isinstance(options, tuple) else None
+    return Rule(lambda v: v in (names or options()), "one of " + ", ".join(names or options()))
+
+
+def flag() -> Rule:
+    return Rule(lambda v: isinstance(v, bool), "true or false")
+
+
+def path(optional: bool = False) -> Rule:
+    """A non-empty path: '' means the current folder to pathlib, which is never what was meant."""
+    good = lambda v: isinstance(v, str) and bool(v.strip())  # noqa: E731
+    return Rule((lambda v: v is None or good(v)) if optional else good, "null or a non-empty path" if optional else "a non-empty path")
+
+
+def nonempty(what: str) -> Rule:
+    return Rule(lambda v: isinstance(v, str) and bool(v.strip()), f"a non-empty {what}")
+
+
+def paths() -> Rule:
+    return Rule(lambda v: isinstance(v, list) and all(isinstance(x, str) and x.strip() for x in v), "a list of non-empty paths")
+
+
+def weights(keys: tuple[str, ...]) -> Rule:
+    """A mapping of ``keys`` to finite weights > 0, at least one entry (the datasets refuse a weight of 0)."""
+    return Rule(lambda v: isinstance(v, dict) and bool(v) and all(k in keys and _finite(w) and w > 0 for k, w in v.items()),
+                f"a non-empty mapping of {'/'.join(keys)} to finite weights > 0, e.g. {{{keys[0]}: 2, {keys[-1]}: 1}}")
+
+
+def _specs() -> list[str]:
+    from deblur.runtime.spec import list_specs
+
+    return list_specs()
+
+
+#: Every field's allowed values, declared once; ``check_ranges`` applies them and a test requires one per field.
+#: Relations between fields (crop vs spec, blur_min_len <= blur_max_len, ...) are in ``validate``.
+RULES: dict[str, Rule] = {
+    "sharp": paths(), "pairs": paths(), "val_sharp": paths(), "val_pairs": paths(),
+    "val_limit": integer(1), "val_crop": integer(1),
+    "synthetic_ratio": number(0, lo_open=True),
+    "blur_methods": weights(("trajectory", "gopro")),
+    "blur_max_len": number(0, lo_open=True),
+    "noise_read_max": number(0), "noise_shot_max": number(0),
+    "jpeg_prob": number(0, 1), "jpeg_min_quality": integer(1, 95),
+    "kernel_bank": integer(0, note="(0 = off)"),
+    "blur_min_len": number(0, note="(0 = off)"),
+    "pair_reuse": integer(1),
+    "linear_light": flag(),
+    "camera_curve": choice(CURVES),
+    "highlights": number(0, 1), "highlight_gain": number(1.5),
+    "noise_model": choice(NOISE_MODELS),
+    "noise_gain_min": number(0, 1, lo_open=True), "noise_gain_max": number(0, 1, lo_open=True),
+    "shake_max_step": number(0), "shake_pan_max": number(0),
+    "crop": integer(1), "halve": flag(), "max_side": integer(0, note="(0 = keep)"), "flip": flag(), "workers": integer(0),
+    "spec": choice(_specs),
+    "dropout": number(0, 1, hi_open=True, also=(-1,), note="(the spec's) "),
+    "residual_init": number(0),
+    "ndf": integer(0, note="(0 = 64)"), "n_layers_d": integer(1),
+    "batch": integer(1), "steps": integer(1), "critic_steps": integer(1),
+    "lr": number(0, lo_open=True), "beta1": number(0, 1, hi_open=True), "beta2": number(0, 1, hi_open=True),
+    "decay_start": number(0, 1, note="(a fraction of steps)"),
+    "content": choice(("perceptual", "l1", "l2", "charbonnier")),
+    "content_weight": number(0), "adv_weight": number(0), "lambda_gp": number(0),
+    "gp": choice(("per-sample", "authors")),
+    "vgg_weights": path(optional=True),
+    "perceptual_after_relu": flag(), "perceptual_imagenet_norm": flag(),
+    "ema": number(0, 1, hi_open=True, note="(0 = off)"),
+    "optimizer": choice(("adam", "adamw")),
+    "weight_decay": number(0), "fft_weight": number(0), "clip_grad": number(0, note="(0 = off)"),
+    "init": path(optional=True),
+    "amp": choice(("auto", "off")),
+    "out": path(), "device": nonempty("device name: auto, cpu, cuda or cuda:N"),
+    "seed": integer(0, 2**32 - 1),
+    "log_every": integer(1), "val_every": integer(1), "save_every": integer(1), "image_every": integer(1),
+    "keep": integer(1), "max_rollbacks": integer(0),
+    "curves": flag(), "tensorboard": flag(),
+}
+
+
+def check_ranges(cfg: TrainConfig) -> None:
+    """Each setting against its declared rule: one line naming the setting, the value and what is allowed."""
+    for f in dataclasses.fields(cfg):
+        rule, value = RULES[f.name], getattr(cfg, f.name)
+        if not rule.ok(value):
+            raise InputError(f"bad value {value!r} for training setting {f.name!r} (allowed: {rule.text})",
+                             hint=f"fix it in the config file or with --set {f.name}=...")
 
 
 def set_value(cfg: TrainConfig, key: str, value: Any) -> None:
-    """Set one field with type coercion; unknown keys get a suggestion."""
+    """Set one field with type coercion; unknown keys get a suggestion. Ranges are checked by ``check_ranges``."""
     fields = {f.name: f for f in dataclasses.fields(cfg)}
-    if key not in fields:
-        near = difflib.get_close_matches(key, fields, n=1)
+    if key not in fields:  # (a YAML key may be a number or null)
+        near = difflib.get_close_matches(str(key), fields, n=1)
         raise InputError(f"unknown training setting {key!r}", hint=f"did you mean {near[0]!r}?" if near else "see deblur-train --help")
     current = getattr(cfg, key)
     try:
         if isinstance(current, list):
+            if isinstance(value, dict):
+                raise TypeError("expected a list of paths")
             value = [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
         elif isinstance(current, dict):
             if not isinstance(value, dict):
                 raise TypeError("expected a mapping like {trajectory: 2, gopro: 1}")
-            value = {str(k): float(v) for k, v in value.items()}
+            value = {str(k): _number(v) for k, v in value.items()}
         elif isinstance(current, bool):
             if not isinstance(value, bool):
                 raise TypeError("expected true or false")
         elif isinstance(current, int):
             if isinstance(value, bool) or float(value) != int(float(value)):
                 raise TypeError("expected an integer")
-            value = int(value)
+            value = value if isinstance(value, int) else int(float(value))
         elif isinstance(current, float):
-            value = float(value)
+            value = _number(value)
+        elif isinstance(value, list | tuple | dict):
+            raise TypeError("expected a single value")
         elif value is not None:
             value = str(value)
-    except (TypeError, ValueError) as e:
-        raise InputError(f"bad value {value!r} for training setting {key!r}", hint=str(e)) from None
-    if key in _CHOICES and value not in _CHOICES[key]:
-        raise InputError(f"bad value {value!r} for {key!r}", hint=f"choose one of {', '.join(_CHOICES[key])}")
+    except (TypeError, ValueError, OverflowError) as e:
+        raise InputError(f"bad value {value!r} for training setting {key!r} ({e}; allowed: {RULES[key].text})",
+                         hint=f"fix it in the config file or with --set {key}=...") from None
     setattr(cfg, key, value)
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool):
+        raise TypeError("expected a number, not true/false")
+    return float(value)
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -174,71 +315,51 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError("config file not found", path, hint="pass a YAML file written by deblur-train (OUT/config.yaml)")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise InputError(f"is not valid YAML ({str(e).splitlines()[0]})", path, hint="fix the syntax") from None
+        data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise InputError(f"is not UTF-8 text (byte {e.start})", path, hint="save it as UTF-8") from None
+    except (yaml.YAMLError, ValueError, RecursionError) as e:  # ValueError: a date like 2001-02-30
+        first = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"is not valid YAML ({first})", path, hint="fix the syntax") from None
     if not isinstance(data, dict):
         raise InputError("must hold a mapping of settings", path, hint="write one 'key: value' per line")
     return data
 
 
 def validate(cfg: TrainConfig) -> None:
-    """Cross-field checks, before any work starts."""
+    """Every field's range (``RULES``), then the relations between fields and the paths, before any work starts."""
     from deblur.runtime.device import parse_device
     from deblur.runtime.spec import get_spec
 
-    get_spec(cfg.spec)
+    check_ranges(cfg)
     parse_device(cfg.device, allow_auto=True)  # tpu, or cuda without a GPU: one line now, not a torch error later
     if not cfg.sharp and not cfg.pairs:
         raise InputError("no training data", hint="pass --sharp DIR (synthetic pairs) and/or --pairs DIR (blur/ and sharp/ or GoPro layout)")
     if len(cfg.pairs) > 1 or len(cfg.val_pairs) > 1:
         raise InputError("one --pairs (and one --val-pairs) folder per run", hint="put the sequences under one GoPro-layout folder")
     for folder in [*cfg.sharp, *cfg.pairs, *cfg.val_sharp, *cfg.val_pairs]:
-        if not Path(folder).is_dir():
+        try:
+            found = Path(folder).is_dir()
+        except OSError as e:  # a name too long for the file system, ...
+            raise InputError(f"data folder cannot be used ({e.strerror})", folder, hint="check the path") from None
+        if not found:
             raise InputError("data folder not found", folder, hint="check the path")
-    for name in ("steps", "batch", "crop", "critic_steps", "keep", "log_every", "val_every", "save_every", "image_every"):
-        if getattr(cfg, name) < 1:
-            raise InputError(f"{name} must be at least 1, got {getattr(cfg, name)}")
     if cfg.max_side and cfg.max_side < cfg.crop:
         raise InputError(f"max_side ({cfg.max_side}) must be 0 or at least the crop ({cfg.crop})")
     multiple = get_spec(cfg.spec).pad_multiple
     for name in ("crop", "val_crop"):
         if getattr(cfg, name) % multiple:
             raise InputError(f"{name} must be a multiple of {multiple} (spec {cfg.spec}'s pad multiple), got {getattr(cfg, name)}")
-    from deblur.train.sensor import SensorParams
-
-    try:
-        SensorParams(cfg.noise_read_max, cfg.noise_shot_max, cfg.jpeg_prob, cfg.jpeg_min_quality)
-    except ValueError as e:
-        raise InputError(str(e), hint="noise_*_max >= 0, jpeg_prob in [0, 1], jpeg_min_quality in [1, 95]") from None
-    if not 0 <= cfg.ema < 1:
-        raise InputError(f"ema must be in [0, 1), got {cfg.ema}")
-    for name in ("weight_decay", "fft_weight", "adv_weight", "content_weight", "clip_grad"):
-        if not (getattr(cfg, name) >= 0 and math.isfinite(getattr(cfg, name))):
-            raise InputError(f"{name} must be a finite number >= 0, got {getattr(cfg, name)}")
-    if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
-        raise InputError(f"lr must be a finite number > 0, got {cfg.lr}")
-    # synthesis (realistic blur)
-    from deblur.train.psf import CURVES
-    from deblur.train.sensor import NOISE_MODELS
-
-    if cfg.kernel_bank < 0:
-        raise InputError(f"kernel_bank must be 0 (off) or a bank size, got {cfg.kernel_bank}")
-    if not 0 <= cfg.blur_min_len <= cfg.blur_max_len:
+    if cfg.content_weight == 0 and cfg.adv_weight == 0:
+        raise InputError("content_weight and adv_weight are both 0: the generator would learn nothing",
+                         hint="set --set content_weight=100 (the paper's) or adv_weight=1")
+    if cfg.blur_min_len > cfg.blur_max_len:
         raise InputError(f"blur_min_len must be 0 (off) or in (0, blur_max_len = {cfg.blur_max_len}], got {cfg.blur_min_len}")
-    if cfg.pair_reuse < 1 or cfg.batch % cfg.pair_reuse:
-        raise InputError(f"pair_reuse must be at least 1 and divide batch ({cfg.batch}), got {cfg.pair_reuse}")
-    if cfg.camera_curve not in CURVES:
-        raise InputError(f"bad camera_curve {cfg.camera_curve!r}", hint=f"choose one of {', '.join(CURVES)}")
-    if not 0 <= cfg.highlights <= 1 or cfg.highlight_gain < 1.5:
-        raise InputError(f"need highlights in [0, 1] and highlight_gain >= 1.5, got {cfg.highlights}, {cfg.highlight_gain}")
+    if cfg.batch % cfg.pair_reuse:
+        raise InputError(f"pair_reuse must divide batch ({cfg.batch}), got {cfg.pair_reuse}")
     if cfg.highlights > 0 and not cfg.linear_light:
         raise InputError("highlights need linear-light blur", hint="add --set linear_light=true")
-    if cfg.noise_model not in NOISE_MODELS:
-        raise InputError(f"bad noise_model {cfg.noise_model!r}", hint=f"choose one of {', '.join(NOISE_MODELS)}")
-    if not 0 < cfg.noise_gain_min <= cfg.noise_gain_max <= 1:
-        raise InputError(f"need 0 < noise_gain_min <= noise_gain_max <= 1, got {cfg.noise_gain_min}, {cfg.noise_gain_max}")
+    if cfg.noise_gain_min > cfg.noise_gain_max:
+        raise InputError(f"need noise_gain_min <= noise_gain_max, got {cfg.noise_gain_min}, {cfg.noise_gain_max}")
     if cfg.noise_model == "poisson-gaussian" and (cfg.noise_read_max or cfg.noise_shot_max):
         raise InputError("noise_model=poisson-gaussian replaces noise_read_max/noise_shot_max", hint="set both to 0")
-    if cfg.shake_max_step < 0 or cfg.shake_pan_max < 0:
-        raise InputError(f"shake_max_step and shake_pan_max must be >= 0, got {cfg.shake_max_step}, {cfg.shake_pan_max}")

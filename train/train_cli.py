@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from deblur.runtime.cli import make_parser, run
 from deblur.runtime.errors import InputError
-from deblur.train.config import TrainConfig, load_yaml, parse_set, set_value, validate
+from deblur.runtime.fileio import check_writable_folder
+from deblur.train.config import TrainConfig, check_ranges, load_yaml, parse_set, set_value, validate
 
 log = logging.getLogger("deblur")
 
@@ -27,7 +29,7 @@ EPILOG = """examples:
 
 Writes OUT/config.yaml, OUT/ckpt_*.pth (last --set keep=K), OUT/g.pth (the EMA generator, for
 deblur-export --ckpt and deblur-eval --model), OUT/metrics.jsonl, OUT/tb/ (TensorBoard),
-OUT/curves.png with --curves. Exit codes: 0 done, 130 interrupted (checkpoint saved),
+OUT/curves.png with --curves. Exit codes: 0 done, 130 interrupted by Ctrl-C or SIGTERM (checkpoint saved),
 2 bad input, 5 diverged (non-finite loss after the allowed rollbacks).
 """
 
@@ -83,6 +85,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     sets = parse_set(args.set)
     for k, v in sets.items():
         set_value(cfg, k, v)
+    check_ranges(cfg)  # a bad value is named before --init's file is read
     if cfg.init and args.spec is None and "spec" not in sets and config_file is None:
         from deblur.train.checkpoint import load_generator
 
@@ -118,9 +121,11 @@ RUN_FILES = ("config.yaml", "metrics.jsonl", "g.pth", "ckpt_*.pth")
 
 
 def _check_out(out: Path, resume: bool) -> None:
-    """Starting a new run over an old one mixed them (metric rows twice, the old run's checkpoints kept, and a
+    """Writable (checked before the data loads), and no mixing of runs. Starting a new run over an old one mixed them (metric rows twice, the old run's checkpoints kept, and a
     later --resume continuing the old run): refused unless the user says --resume."""
-    if resume or not out.is_dir():
+    if os.environ.get("RANK", "0") == "0":  # torchrun: one process tests (the test makes and removes folders)
+        check_writable_folder(out, "--out")
+    if resume:
         return
     found = sorted({p.name for pattern in RUN_FILES for p in out.glob(pattern)})
     if found:
@@ -129,6 +134,15 @@ def _check_out(out: Path, resume: bool) -> None:
 
 
 def train(args: argparse.Namespace) -> int:
+    """SIGTERM is Ctrl-C throughout: before the loop it interrupts (exit 130), in the loop the trainer
+    finishes the step and saves a checkpoint first (``Trainer.fit``)."""
+    from deblur.runtime.interrupts import sigterm_as_interrupt
+
+    with sigterm_as_interrupt():
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
     from deblur.train.trainer import Trainer
 
     cfg = resolve_config(args)
@@ -139,6 +153,8 @@ def train(args: argparse.Namespace) -> int:
         load_vgg19_weights(cfg.vgg_weights)  # refuse now, not after the data is loaded
     train_set, val_set = build_data(cfg)
     trainer = Trainer(cfg, train_set, val_set)
+    if args.resume:
+        trainer.resume()  # a refusal (every checkpoint damaged, --steps behind the checkpoint) comes before any write
     if trainer.world.is_main:
         Path(cfg.out).mkdir(parents=True, exist_ok=True)
         write_config(cfg)

@@ -3,7 +3,7 @@
 Per generator step (the authors' recipe): G(blur) once, ``critic_steps`` critic updates on that
 same batch, then one generator update on adversarial + content loss; EMA of G after each step.
 Durability: checkpoints are atomic, the last ``keep`` are kept, ``--resume`` continues exactly,
-SIGINT saves and stops, and a non-finite loss rolls back to the last good checkpoint with half
+SIGINT or SIGTERM saves and stops, and a non-finite loss rolls back to the last good checkpoint with half
 the learning rate, at most ``max_rollbacks`` times.
 """
 from __future__ import annotations
@@ -39,6 +39,7 @@ from deblur.train.networks import Critic, Generator, build_generator
 
 log = logging.getLogger("deblur")
 TERMS = ("g_adv", "g_content", "d", "gp")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # each asks for a clean stop: finish the step, save, exit 130
 
 
 @dataclass
@@ -111,6 +112,7 @@ class Trainer:
         self.train_set, self.val_set = train_set, val_set
         self._stop = False
         self._writer = None
+        self.resumed_from: Path | None = None
 
     # ------------------------------------------------------------------------------ set-up
     def _init_from(self, source: str) -> None:
@@ -203,17 +205,35 @@ class Trainer:
         return path
 
     def resume(self) -> bool:
-        """Load the newest readable checkpoint in ``out``; a damaged newest one is skipped with a warning."""
+        """Load the newest readable checkpoint in ``out``; a damaged newest one is skipped with a warning.
+
+        False when there is no checkpoint at all. Refused, touching nothing, when every checkpoint is
+        damaged (starting over would let rotation delete them) or when the checkpoint is already past
+        ``steps`` (the loop would do nothing and report done).
+        """
+        if self.resumed_from is not None:
+            return True
+        damaged: list[tuple[Path, CheckpointError]] = []
         for path in reversed(self.checkpoints()):
             try:
                 s = load_training_state(path)
             except CheckpointError as e:
-                log.warning("skipping damaged checkpoint: %s", e)
+                damaged.append((path, e))
                 continue
+            for _, e in damaged:  # said only when an older one is used: if none is, the refusal names them all
+                log.warning("skipping damaged checkpoint: %s", e)
+            if int(s["step"]) > self.cfg.steps:
+                raise InputError(f"cannot resume: the checkpoint is at step {int(s['step'])} and --steps is {self.cfg.steps}",
+                                 path, hint=f"use --steps > {int(s['step'])} to continue")
             self.load_state(s)
             self._truncate_metrics()
+            self.resumed_from = path
             log.info("resumed from %s at step %d (world size %d -> %d)", path, self.step, s.get("world_size", 1), self.world.size)
             return True
+        if damaged:
+            files = ", ".join(f"{p.name} ({e.message})" for p, e in reversed(damaged))
+            raise CheckpointError(f"cannot resume: every checkpoint is damaged: {files}", self.out,
+                                  hint="nothing was changed; restore a checkpoint, or move them away to start over")
         return False
 
     # ------------------------------------------------------------------------------ steps
@@ -299,11 +319,12 @@ class Trainer:
                 log.info("no checkpoint in %s: starting from step 0", self.out)
             self.save()  # step 0: the rollback target before any update
         self._open_writer()
-        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        previous = {s: signal.signal(s, self._on_stop_signal) for s in STOP_SIGNALS}
         try:
             return self._loop()
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for s, handler in previous.items():
+                signal.signal(s, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
             if self._writer is not None:
                 self._writer.close()
 
@@ -377,11 +398,13 @@ class Trainer:
         return DataLoader(D.EpochItems(self.train_set), batch_sampler=sampler, num_workers=self.cfg.workers,
                           pin_memory=self.device.type == "cuda", persistent_workers=False, generator=gen)
 
-    def _on_sigint(self, signum, frame) -> None:  # noqa: ARG002
+    def _on_stop_signal(self, signum, frame) -> None:  # noqa: ARG002
+        """Ctrl-C and SIGTERM (a scheduler's or ``docker stop``'s request) alike: finish the step, save, exit 130."""
         if self._stop:
-            raise KeyboardInterrupt  # second Ctrl-C: stop now
+            raise KeyboardInterrupt  # the second one: stop now
         self._stop = True
-        log.warning("Ctrl-C: finishing this step, saving a checkpoint and stopping (Ctrl-C again to abort)")
+        what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        log.warning("%s: finishing this step, saving a checkpoint and stopping (send it again to abort)", what)
 
     def _open_writer(self) -> None:
         if not (self.world.is_main and self.cfg.tensorboard):

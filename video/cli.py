@@ -80,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--output-save", metavar="FILE", help="record to FILE.mkv (crash-safe) or FILE.mp4 (fragmented)")
     o.add_argument("--output-codec", choices=list(CODECS), default="h264", help="recording codec (default h264)")
     o.add_argument("--save-view", choices=VIEWS, default="output", help="what to record (default: the deblurred frames)")
-    o.add_argument("--output", metavar="URL", help="also stream to rtsp://, rtmp://, udp:// or srt:// (FFmpeg)")
+    o.add_argument("--output", metavar="URL", help="also stream to rtsp://, rtmp:// or udp:// (srt:// where FFmpeg has it)")
+    o.add_argument("--output-timeout", type=float, default=5.0,
+                   help="seconds a network output may take to connect, or to take a frame (default 5)")
     o.add_argument("--max-frames", type=int, help="stop after N output frames")
     o.add_argument("--stats-every", type=float, default=5.0, help="seconds between status lines; 0 = only at exit (default 5)")
     o.add_argument("--stats-json", type=Path, metavar="FILE", help="write the stage table and counters as JSON")
@@ -107,8 +109,8 @@ def _check(args: argparse.Namespace) -> None:
         v = getattr(args, name)
         if v is not None and v < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
-    if args.open_timeout <= 0 or args.read_timeout <= 0 or args.stop_timeout <= 0 or args.reconnect_max_delay <= 0:
-        raise InputError("--open-timeout, --read-timeout, --stop-timeout and --reconnect-max-delay must be > 0")
+    if min(args.open_timeout, args.read_timeout, args.stop_timeout, args.reconnect_max_delay, args.output_timeout) <= 0:
+        raise InputError("--open-timeout, --read-timeout, --stop-timeout, --reconnect-max-delay and --output-timeout must be > 0")
     if args.stats_every < 0 or args.reconnect_attempts < -1 or (args.input_rate is not None and args.input_rate <= 0):
         raise InputError("--stats-every must be >= 0, --reconnect-attempts >= -1 (for ever) and --input-rate > 0")
     if args.stats_json and not can_create(args.stats_json):
@@ -118,6 +120,18 @@ def _check(args: argparse.Namespace) -> None:
         check_target(args.output_save, args.output_codec)
     if args.output:
         check_target(args.output, "h264")
+        from deblur.video.netout import check_reachable
+
+        check_reachable(args.output, args.output_timeout)
+
+
+def _probe(uri: SourceURI, reader: ReaderOptions) -> None:
+    """A file or folder that is not video fails here, as one line, before a model loads and the
+    pipeline prints its banner and an empty table."""
+    from deblur.video.readers import open_reader
+
+    if uri.kind in ("file", "images"):
+        open_reader(uri, reader).close()
 
 
 def _outputs_are_not_the_input(args: argparse.Namespace, uri: SourceURI) -> None:
@@ -166,15 +180,22 @@ def _models(args: argparse.Namespace, workers: int, stack: ExitStack) -> list[An
     return models
 
 
-def _sinks(args: argparse.Namespace) -> Sinks:
+def _sinks(args: argparse.Namespace, stop: threading.Event) -> Sinks:
+    from deblur.video.netout import StreamRecorder
     from deblur.video.pipeline import Sinks
     from deblur.video.recorder import Recorder
 
+    def recorder(target: str, codec: str) -> Any:
+        """Files in this process; network outputs in a child, under deadlines a stop shortens."""
+        if "://" in str(target):
+            return lambda size, fps: StreamRecorder(target, size, fps or args.input_rate or 30.0, codec, args.output_timeout, stop)
+        return lambda size, fps: Recorder(target, size, fps or args.input_rate or 30.0, codec)
+
     sinks = Sinks()
     if args.output_save:
-        sinks.make_recorders.append(lambda size, fps: Recorder(args.output_save, size, fps or args.input_rate or 30.0, args.output_codec))
+        sinks.make_recorders.append(recorder(args.output_save, args.output_codec))
     if args.output:
-        sinks.make_recorders.append(lambda size, fps: Recorder(args.output, size, fps or args.input_rate or 30.0, "h264"))
+        sinks.make_recorders.append(recorder(args.output, "h264"))
     if not args.headless:
         from deblur.video.view import Window, window_unavailable
 
@@ -201,12 +222,13 @@ def _main(args: argparse.Namespace) -> int:
     _outputs_are_not_the_input(args, uri)
     reader = ReaderOptions(args.input_width, args.input_height, args.input_rate, args.input_codec,
                            args.open_timeout, args.read_timeout)
+    _probe(uri, reader)
     options = SourceOptions(reader, args.reconnect_attempts, backoff_max=args.reconnect_max_delay, live_policy=args.live_queue)
     stop = threading.Event()
     with StopOnSignal(stop) as signals, ExitStack() as stack:
         models = _models(args, _workers(args, uri), stack)
         source = VideoSource(uri, options)
-        pipe = Pipeline(source, models, _sinks(args),
+        pipe = Pipeline(source, models, _sinks(args, stop),
                         PipelineOptions(args.view, args.save_view, args.max_frames, args.stats_every, args.stop_timeout,
                                         f"{PROG} | {models[0].spec.name} {models[0].backend_name}"), stop)
         error: DeblurError | None = None
@@ -238,10 +260,17 @@ def _report(args: argparse.Namespace, pipe: Any, uri: SourceURI, ended: str) -> 
     source, stats = pipe.source, pipe.stats
     counters = pipe.counters()
     fps = stats.fps()
-    print(f"{PROG}: {redact(str(uri))}: ended ({ended}); {counters['read']} frames read, {counters['out']} written, "
-          f"{counters['dropped']} dropped, {counters['skipped']} undecodable, {counters['reconnects']} reconnects; "
+    # bad input found before the first frame (not a video, no camera): its one error line says it all
+    say = _quiet if source.error is not None and not (counters["read"] or counters["skipped"]) else print
+    say(f"{PROG}: {redact(str(uri))}: ended ({ended}); {counters['read']} frames read, {counters['out']} written, "
+          f"{counters['dropped']} dropped, {counters.get('undecodable', counters['skipped'])} undecodable, {counters['reconnects']} reconnects; "
           f"{fps:.1f} FPS")
-    print(stats.table())
+    if counters.get("announced") is not None:  # every frame the file announced, accounted for (#17 defect 21)
+        why = ", ".join(f"{n} {reason}" for reason, n in counters["lost_reasons"].items())
+        say(f"{PROG}: frames: {counters['announced']} announced = {counters['read']} decoded + "
+              f"{counters['undecodable']} undecodable + {counters['lost']} lost{': ' + why if why else ''}")
+    if counters["out"]:
+        print(stats.table())
     if args.stats_json:
         from deblur.runtime.fileio import atomic_write_text
 
@@ -260,6 +289,10 @@ def _report(args: argparse.Namespace, pipe: Any, uri: SourceURI, ended: str) -> 
         log.error("%s: %d of %d frames could not be decoded or were missing", redact(str(uri)), counters["skipped"], total)
         return 1
     return 0
+
+
+def _quiet(*_args: object) -> None:
+    """``print`` that prints nothing."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

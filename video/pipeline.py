@@ -24,6 +24,7 @@ import numpy as np
 from deblur.video.queues import CLOSED, FifoQueue
 from deblur.video.source import Frame, SourceEnded, State, VideoSource
 from deblur.video.stats import PipelineStats
+from deblur.video.testing_leak import per_frame as leak_for_test  # DEBLUR_TEST_LEAK: a no-op unless set
 from deblur.video.view import compose
 
 log = logging.getLogger("deblur")
@@ -47,14 +48,19 @@ class Sinks:
     window: Any = None
     recorders: list[Any] = field(default_factory=list)
 
-    def close(self) -> None:
+    def close(self) -> Exception | None:
+        """Close every sink even if one fails; the first failure is returned for the run to report (a
+        recording that could not be finished must not end as a success)."""
+        first = None
         for r in self.recorders:
             try:
                 r.close()
             except Exception as e:  # noqa: BLE001 - close every sink even if one fails
-                log.error("closing %s failed: %s", getattr(r, "target", r), e)
+                log.debug("closing %s failed: %s", getattr(r, "target", r), e)
+                first = first or e
         if self.window is not None:
             self.window.close()
+        return first
 
 
 @dataclass
@@ -140,7 +146,8 @@ class Pipeline:
     def counters(self) -> dict[str, Any]:
         s = self.source
         return {"read": s.delivered, "out": self.stats.frames_out, "dropped": s.dropped, "skipped": s.skipped,
-                "reconnects": s.reconnects, "state": s.state.value}
+                "reconnects": s.reconnects, "state": s.state.value,
+                **s.accounting()}  # undecodable, lost, lost_reasons; announced once a file ended (#17 defect 21)
 
     def _timestamp(self, frame: Frame) -> float:
         """Recording time of a frame: stream time for files, capture time for live sources."""
@@ -155,6 +162,7 @@ class Pipeline:
     def _emit(self, r: Result) -> bool:
         """Views, recorders, window; False when the window was closed."""
         t0 = time.perf_counter()
+        leak_for_test()  # the soak test's negative control; nothing unless DEBLUR_TEST_LEAK is set
         sinks = self.sinks
         if sinks.make_recorders and not sinks.recorders:
             h, w = r.frame.image.shape[:2]
@@ -220,10 +228,14 @@ class Pipeline:
             self.source.stop(join=0.5)
             for t in self._threads:
                 t.join(1.0)
-            self.sinks.close()
+            close_error = self.sinks.close()
             self.stats.t_end = time.perf_counter()
         if self.error is not None:
+            if close_error is not None:
+                log.warning("closing an output failed too: %s", close_error)
             raise self.error
+        if close_error is not None:
+            raise close_error
         if not self.ended:
             self.ended = "eos" if self.source.state == State.EOS else self.source.state.value.lower()
         return self.ended

@@ -2,7 +2,9 @@
 
 Every reader has ``read() -> (bgr_frame, stream_time_s | None) | None`` (None: end of stream),
 ``close()``, ``describe`` (the pipeline in use, printed at start), ``width``/``height``/``fps``/
-``codec`` (what the source really delivers, read back) and ``skipped`` (undecodable frames). A read
+``codec`` (what the source really delivers, read back) and ``skipped`` (frames not delivered:
+undecodable or lost). Files also account for every frame they announce (``announced``,
+``undecodable``, ``lost`` by reason, set at their end: decoded + undecodable + lost == announced). A read
 past its deadline raises ``StreamTimeout``; a broken connection ``StreamLost``; a device that is
 gone ``DeviceGone`` (not retried); a file that is not a video ``InputError``.
 
@@ -23,11 +25,15 @@ import cv2
 import numpy as np
 
 from deblur.runtime.errors import DeviceGone, DeviceLost, InputError
+from deblur.runtime.images import decode_image
+from deblur.video.av_errors import describe
 from deblur.video.uri import SourceURI, redact
 
 log = logging.getLogger("deblur")
 Item = tuple[np.ndarray, float | None]
 MAX_BAD_IN_A_ROW = 200  # demux/decode failures in a row after which a file is treated as ended
+NO_PICTURE = "decoded to no picture (damaged references)"  # a packet that decoded without error but gave no frame
+MISSING = "missing from the file (truncated or damaged)"
 
 
 class StreamTimeout(Exception):
@@ -59,6 +65,14 @@ def _av() -> Any:
     return av
 
 
+def _not_empty(path: str, what: str = "file") -> None:
+    """A zero-byte file is an interrupted write or copy; FFmpeg would only say "invalid data"."""
+    p = Path(path)
+    if p.is_file() and p.stat().st_size == 0:
+        raise InputError(f"the {what} is empty (0 bytes)", path,
+                         hint="was the recording or copy interrupted before its first frame? pass a complete file")
+
+
 def _size_of(opts: ReaderOptions, w: int, h: int) -> tuple[int, int]:
     """The output size: as delivered, or --input-width/--input-height (one given keeps the aspect)."""
     if opts.width and opts.height:
@@ -75,7 +89,13 @@ class PyAVReader:
 
     def __init__(self, uri: SourceURI, opts: ReaderOptions):
         av = _av()
-        self.uri, self.live, self.skipped = uri, uri.live, 0
+        self.uri, self.live = uri, uri.live
+        self.packets = self.decoded = self.decode_errors = self.demux_errors = 0
+        self.announced: int | None = None  # set when a file ends
+        self.lost: dict[str, int] = {}  # frames announced but never decoded nor undecodable, by reason
+        self._ended_early = ""  # why the file was not read to its end (the reason for the frames left)
+        if not uri.live:
+            _not_empty(uri.location)
         options: dict[str, str] = {}
         if uri.location.lower().startswith(("rtsp://", "rtsps://")):
             options = {"rtsp_transport": "tcp", "fflags": "nobuffer", "flags": "low_delay", "max_delay": "500000"}
@@ -86,18 +106,24 @@ class PyAVReader:
             self.container = av.open(uri.location, options=options, timeout=(opts.open_timeout, opts.read_timeout))
         except av.FFmpegError as e:
             waited = time.monotonic() - t0
-            why = redact(getattr(e, "strerror", None) or str(e))
+            why = redact(describe(e))
             if not self.live:
                 raise InputError(f"cannot open as video ({why})", uri.location, hint="check that it is a video file FFmpeg can read") from None
             if waited >= opts.open_timeout * 0.9:
                 raise StreamTimeout(f"no answer within {opts.open_timeout:g} s ({why})") from None
             raise StreamLost(why) from None
+        except UnicodeDecodeError:  # fuzz: PyAV decodes the container's metadata as UTF-8
+            raise InputError("cannot open as video (its metadata is not UTF-8 text)", uri.location,
+                             hint="check that it is a video file FFmpeg can read") from None
         if not self.container.streams.video:
             self.container.close()
             raise InputError("has no video stream", uri.location if not self.live else str(uri), hint="pass a video file or stream")
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "SLICE" if self.live else "AUTO"  # frame threads add frames of latency
         cc = self.stream.codec_context
+        if cc is None:  # fuzz: a stream of a codec FFmpeg does not know has no decoder context
+            self.container.close()
+            raise InputError("has a video stream in a codec FFmpeg cannot decode", uri.location, hint="convert it to H.264")
         self.codec = cc.name
         rate = self.stream.average_rate or self.stream.guessed_rate
         self.fps = float(rate) if rate else None
@@ -112,37 +138,54 @@ class PyAVReader:
                          f"{'swscale resize ' + f'{self.width}x{self.height} ' if self._resize else ''}bgr24; "
                          f"deadlines: open {opts.open_timeout:g} s, read {opts.read_timeout:g} s")
 
+    @property
+    def undecodable(self) -> int:
+        """Packets the decoder rejected, and damaged container elements the demuxer skipped."""
+        return self.decode_errors + self.demux_errors
+
+    @property
+    def skipped(self) -> int:
+        """Frames not delivered: undecodable, or (once a file has ended) lost."""
+        return self.undecodable + sum(self.lost.values())
+
     def _decode(self) -> Iterator[Any]:
         av = _av()
         bad = 0
         while True:
             try:
                 for packet in self.container.demux(self.stream):
+                    real = bool(packet.size)  # the last one per stream is an empty packet: flush the decoder
+                    self.packets += real
                     try:
                         frames = packet.decode()
                     except (av.InvalidDataError, av.error.UndefinedError, av.error.BugError) as e:
-                        self.skipped += 1
+                        self.decode_errors += real
                         bad += 1
-                        log.debug("undecodable packet skipped: %s", e)
+                        log.debug("undecodable packet skipped: %s", describe(e))
                         if bad > MAX_BAD_IN_A_ROW:
+                            self._ended_early = f"left unread (gave up after {MAX_BAD_IN_A_ROW} undecodable packets in a row)"
                             return
                         continue
                     bad = 0
-                    yield from frames
+                    for frame in frames:
+                        self.decoded += 1
+                        yield frame
                 return  # end of stream
             except av.ExitError as e:  # the interrupt callback: the read deadline passed
-                raise StreamTimeout(redact(str(e))) from None
+                raise StreamTimeout(redact(describe(e))) from None
             except (av.InvalidDataError, av.error.UndefinedError) as e:  # corrupt container bytes
                 if self.live:
-                    raise StreamLost(redact(str(e))) from None
-                self.skipped += 1
+                    raise StreamLost(redact(describe(e))) from None
+                self.demux_errors += 1
                 bad += 1
                 if bad > MAX_BAD_IN_A_ROW:
+                    self._ended_early = f"left unread (gave up after {MAX_BAD_IN_A_ROW} damaged elements in a row)"
                     return
             except av.FFmpegError as e:
                 if self.live:
-                    raise StreamLost(redact(getattr(e, "strerror", None) or str(e))) from None
-                log.warning("%s: read error, treating as end of file (%s)", self.uri, redact(str(e)))
+                    raise StreamLost(redact(describe(e))) from None
+                log.warning("%s: read error, treating as end of file (%s)", self.uri, redact(describe(e)))
+                self._ended_early = f"left unread (read error: {redact(describe(e))})"
                 return
 
     def read(self) -> Item | None:
@@ -162,21 +205,44 @@ class PyAVReader:
         return img, (float(frame.time) if frame.time is not None and not self.live else None)
 
     def _check_complete(self) -> None:
-        """A file that ends well before its declared duration lost its tail (truncated, or a damaged
-        element made the demuxer stop): say so, and count the frames that never came as skipped."""
+        """Account for every frame the file announces: decoded + undecodable + lost == announced.
+
+        The announced count is the container's index (``stream.frames``: MP4, AVI) where it has one;
+        otherwise the packets that came plus the tail a file that ends well before its declared
+        duration lost (truncated, or a damaged element made the demuxer stop). A packet that
+        decoded without error but gave no picture (its reference frames were damaged) is lost too."""
+        no_picture = max(0, self.packets - self.decode_errors - self.decoded)
+        if no_picture:
+            self.lost[NO_PICTURE] = no_picture
+        delivered = self.decoded + self.undecodable + no_picture
+        indexed = int(self.stream.frames or 0)
+        missing = indexed - delivered if indexed else self._missing_tail()
+        if missing > 0:
+            self.lost[self._ended_early or MISSING] = missing
+        elif indexed and missing < 0:  # more came than the index lists (a wrong index): count what came
+            log.debug("%s: the index lists %d frames, %d came", self.uri, indexed, delivered)
+        self.announced = delivered + max(0, missing)
+        if self.lost:
+            reasons = ", ".join(f"{n} {why}" for why, n in self.lost.items())
+            log.warning("%s: %d frames announced: %d decoded, %d undecodable, %d lost: %s", self.uri, self.announced,
+                        self.decoded, self.undecodable, sum(self.lost.values()), reasons)
+
+    def _missing_tail(self) -> int:
+        """Frames a file without an index is short of its declared duration (0 when it is not)."""
         declared = None
         if self.stream.duration is not None and self.stream.time_base is not None:
             declared = float(self.stream.duration * self.stream.time_base)
         elif self.container.duration:
             declared = self.container.duration / 1e6
         if not declared or self._last_time is None or not self.fps:
-            return
+            return 0
         start = float(self.stream.start_time * self.stream.time_base) if self.stream.start_time is not None else 0.0
         missing = int((declared + start - self._last_time) * self.fps) - 1
-        if missing >= max(2, round(self.fps / 2)):
-            self.skipped += missing
-            log.warning("%s: the file ends at %.2f s but declares %.2f s: about %d frames are missing (truncated or "
-                        "damaged); counted as skipped", self.uri, self._last_time - start, declared, missing)
+        if missing < max(2, round(self.fps / 2)):
+            return 0
+        log.warning("%s: the file ends at %.2f s but declares %.2f s: about %d frames are missing (truncated or "
+                    "damaged); counted as lost", self.uri, self._last_time - start, declared, missing)
+        return missing
 
     def close(self) -> None:
         self.container.close()
@@ -271,6 +337,7 @@ class ImageFolderReader:
         from deblur.runtime.images import list_images
 
         self.uri, self.skipped = uri, 0
+        self.announced: int | None = None  # the folder's image count, once read to the end
         self.paths = list_images(uri.location)
         self._next = 0
         if not self.paths:
@@ -290,10 +357,14 @@ class ImageFolderReader:
         while self._next < len(self.paths):
             path = self.paths[self._next]
             self._next += 1
-            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            try:
+                img = decode_image(np.fromfile(str(path), dtype=np.uint8))
+            except OSError:
+                img = None
             if img is None:
                 self.skipped += 1
-                log.warning("%s: cannot read the image; skipped", path)
+                empty = path.is_file() and path.stat().st_size == 0
+                log.warning("%s: %s; skipped", path, "the image is empty (0 bytes)" if empty else "cannot read the image")
                 continue
             w, h = _size_of(self.opts, img.shape[1], img.shape[0])
             return img if (w, h) == (img.shape[1], img.shape[0]) else cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
@@ -302,6 +373,7 @@ class ImageFolderReader:
     def read(self) -> Item | None:
         img, self._pending = (self._pending, None) if self._pending is not None else (self._load_next(), None)
         if img is None:
+            self.announced = len(self.paths)  # every image was read, or skipped as unreadable
             return None
         t = self._index / self.fps
         self._index += 1
@@ -316,6 +388,7 @@ class SyntheticReader:
     whether or not anyone keeps up, as a real sensor does (latency tests and benchmarks)."""
 
     def __init__(self, uri: SourceURI, opts: ReaderOptions):
+        _not_empty(uri.location, "clip")
         cap = cv2.VideoCapture(uri.location)
         frames = []
         while True:

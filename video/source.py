@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from deblur.runtime.errors import DeblurError, SourceFailedError
+from deblur.video.av_errors import describe
 from deblur.video.queues import CLOSED, FifoQueue, LatestSlot
 from deblur.video.readers import ReaderOptions, StreamLost, StreamTimeout, open_reader
 from deblur.video.uri import SourceURI, redact
@@ -58,6 +59,11 @@ class SourceOptions:
     file_queue: int = 4
 
 
+def _undecodable(reader: Any) -> int:
+    """A reader's undecodable frames (readers without the split count every skipped frame so)."""
+    return int(getattr(reader, "undecodable", getattr(reader, "skipped", 0)))
+
+
 def backoff_delay(attempt: int, start: float, cap: float, rng: random.Random) -> float:
     """``start * 2**(attempt-1)`` capped at ``cap``, times a jitter in [0.8, 1.2] (attempt >= 1)."""
     return min(cap, start * 2 ** max(0, attempt - 1)) * rng.uniform(0.8, 1.2)
@@ -83,6 +89,9 @@ class VideoSource:
         self.reason = ""
         self.delivered = self.reconnects = 0
         self.skipped_before = 0  # skipped frames of earlier connections
+        self._undecodable_before = 0
+        self._lost_before: dict[str, int] = {}
+        self._announced: int | None = None  # what a file or folder announced, once read to its end
         self.info: dict[str, Any] = {}
         self.error: DeblurError | None = None  # a permanent error (bad file, device gone)
         self._reader: Any = None
@@ -115,8 +124,24 @@ class VideoSource:
 
     @property
     def skipped(self) -> int:
-        reader = self._reader
-        return self.skipped_before + (getattr(reader, "skipped", 0) if reader is not None else 0)
+        with self._lock:
+            reader, before = self._reader, self.skipped_before
+        return before + (getattr(reader, "skipped", 0) if reader is not None else 0)
+
+    def accounting(self) -> dict[str, Any]:
+        """Where the frames went that were not read: ``undecodable``, ``lost`` (with ``lost_reasons``) and,
+        once a file or folder has ended, ``announced`` (read + undecodable + lost == announced)."""
+        with self._lock:
+            reader, announced = self._reader, self._announced
+            undecodable, lost = self._undecodable_before, dict(self._lost_before)
+            if reader is not None:
+                undecodable += _undecodable(reader)
+                for why, n in dict(getattr(reader, "lost", {})).items():
+                    lost[why] = lost.get(why, 0) + n
+        out: dict[str, Any] = {"undecodable": undecodable, "lost": sum(lost.values()), "lost_reasons": lost}
+        if announced is not None:
+            out["announced"] = announced
+        return out
 
     def get(self, timeout: float = 0.1) -> Frame | None:
         """The next frame (the newest, for live sources), None after ``timeout``; ``SourceEnded`` at the end."""
@@ -144,7 +169,7 @@ class VideoSource:
             self.error = e
             self._set(State.FAILED, e.line())
         except Exception as e:  # noqa: BLE001 - a capture thread must end in a state, never silently
-            self.error = SourceFailedError(f"capture failed: {type(e).__name__}: {redact(str(e))}")
+            self.error = SourceFailedError(f"capture failed: {type(e).__name__}: {redact(describe(e))}")
             self._set(State.FAILED, self.error.message)
         finally:
             self.queue.close()
@@ -176,8 +201,14 @@ class VideoSource:
             self._set(State.STREAMING, f"{reader.width}x{reader.height} @ {reader.fps or 0:g} fps, {reader.codec}")
             before = self.delivered
             why = self._pump(reader)
-            self.skipped_before += reader.skipped
-            self._reader = None
+            with self._lock:  # counters move from the reader to the source in one step
+                self.skipped_before += reader.skipped
+                self._undecodable_before += _undecodable(reader)
+                for lost_why, n in getattr(reader, "lost", {}).items():
+                    self._lost_before[lost_why] = self._lost_before.get(lost_why, 0) + n
+                if getattr(reader, "announced", None) is not None:
+                    self._announced = reader.announced
+                self._reader = None
             reader.close()
             if why is None or self._stop.is_set():  # stopped, or a file ended
                 return

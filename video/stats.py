@@ -76,7 +76,8 @@ class PipelineStats:
         return out
 
     def status_line(self, counters: dict[str, Any]) -> str:
-        """One line for the periodic log: FPS since the last line, counters, p50 of every stage."""
+        """One line for the periodic log: FPS since the last line, the scalar counters, p50 of every stage
+        (``n/a`` before the first frame is out: a bare ``p50 ms:`` read as a cut line)."""
         now = time.perf_counter()
         t_prev, n_prev = self._last_print
         fps = (self.frames_out - n_prev) / max(now - t_prev, 1e-9)
@@ -87,8 +88,9 @@ class PipelineStats:
                 recent = list(self.samples[s])[-100:]
                 if recent:
                     parts.append(f"{s} {np.median(recent):.1f}")
-        counts = ", ".join(f"{k} {v}" for k, v in counters.items())
-        return f"{fps:5.1f} FPS | {counts} | p50 ms: {' '.join(parts)}"
+        counts = ", ".join(f"{k} {v}" for k, v in counters.items() if isinstance(v, (int, float, str)))
+        timing = f" | p50 ms: {' '.join(parts)}" if parts else " | p50 ms: n/a"  # no frame out yet: no timing
+        return f"{fps:5.1f} FPS | {counts}{timing}"
 
     def table(self) -> str:
         lines = ["| stage | p50 ms | p99 ms | mean ms | frames |", "|---|---:|---:|---:|---:|"]

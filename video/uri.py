@@ -2,7 +2,8 @@
 
     0, /dev/video0, v4l2:///dev/video0   a V4L2 camera (live)
     csi://0                              a MIPI CSI camera through GStreamer's nvarguscamerasrc (live)
-    rtsp://user:pass@host:8554/path      a network stream (live); also rtsps, rtmp, http(s), udp, srt
+    rtsp://user:pass@host:8554/path      a network stream (live); also rtsps, rtmp, http(s), udp, tcp, and srt
+                                         where FFmpeg has it (the PyAV wheels do not: refused at start)
     file://clip.mp4, clip.mp4            a video file (every frame, ends at end of stream)
     file://frames/, frames/              a folder of images, in name order
     synthetic://demo?fps=30              a clip replayed as a live camera at a fixed rate (tests, benchmarks)
@@ -25,6 +26,17 @@ _CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s]*@")
 def redact(text: str) -> str:
     """``rtsp://user:secret@host`` -> ``rtsp://***@host`` anywhere in ``text``."""
     return _CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***@", str(text))
+
+
+def refuse_unsupported(scheme: str, url: str, output: bool, schemes: tuple[str, ...] = NETWORK_SCHEMES) -> None:
+    """An ``InputError`` now for a scheme this FFmpeg build cannot open (e.g. srt:// in the PyAV
+    wheels), naming those it can, instead of retrying for ever or failing at the first frame."""
+    from deblur.video.protocols import supported, usable
+
+    if supported(scheme, output) is False:
+        ok = ", ".join(s + "://" for s in usable(schemes, output))
+        raise InputError(f"this FFmpeg (the one in PyAV) cannot {'write' if output else 'read'} {scheme}://", redact(url),
+                         hint=f"it {'streams to' if output else 'reads'} {ok}")
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,7 @@ def parse_source(text: str) -> SourceURI:
     if scheme in NETWORK_SCHEMES:
         if not urlsplit(raw).hostname and scheme != "udp":
             raise InputError(f"no host in {redact(raw)!r}", hint=f"write {scheme}://host:port/path")
+        refuse_unsupported(scheme, raw, output=False)
         return SourceURI("network", raw, raw)
     if scheme == "synthetic":
         return _synthetic(raw, rest)

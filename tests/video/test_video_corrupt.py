@@ -157,7 +157,7 @@ def test_bytes_flipped_in_the_middle(clips, tmp_path, name):
     s = summary(r.stdout)
     assert s["ended"] == "eos"
     assert s["read"] + s["skipped"] <= N + 2 and s["read"] >= 1
-    assert stats["counters"]["skipped"] == s["skipped"]
+    assert stats["counters"]["undecodable"] == s["skipped"]  # the summary's "undecodable"; lost frames are apart
     assert len(decode_frames(out)) == s["out"] == s["read"]
 
 

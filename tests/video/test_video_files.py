@@ -101,7 +101,8 @@ def test_cli_ffv1_recording_equals_the_model_output(clips, tmp_path, deblurrer):
     assert (s["ended"], s["read"], s["out"], s["dropped"], s["skipped"]) == ("eos", N, N, 0, 0)
     data = json.loads(stats.read_text())
     assert data["frames_out"] == N and data["ended"] == "eos"
-    assert data["counters"] == {"read": N, "out": N, "dropped": 0, "skipped": 0, "reconnects": 0, "state": "EOS"}
+    assert data["counters"] == {"read": N, "out": N, "dropped": 0, "skipped": 0, "reconnects": 0, "state": "EOS",
+                                "undecodable": 0, "lost": 0, "lost_reasons": {}, "announced": N}
     assert data["stages"]["latency"]["n"] == N and data["stages"]["infer"]["n"] == N
     assert data["source_info"]["codec"] == "ffv1"
     recorded = decode_frames(out)

@@ -13,6 +13,7 @@
 #include <iterator>
 #include <vector>
 
+#include "deblur/flat.hpp"
 #include "deblur/prepost.h"
 #include "sha256.hpp"
 
@@ -211,6 +212,11 @@ void Deblurrer::run(const uint8_t* bgr, int h, int w, int pitch, uint8_t* out, i
   if (!bgr || !out || h < 1 || w < 1 || pitch < 3 * w || out_pitch < 3 * w)
     throw DeblurError("run(): bad frame arguments (h=" + std::to_string(h) + " w=" + std::to_string(w) +
                       " pitch=" + std::to_string(pitch) + " out_pitch=" + std::to_string(out_pitch) + ")");
+  if (!is_device_memory(bgr) && !is_device_memory(out) && is_flat_u8c3(bgr, h, w, pitch)) {
+    for (int y = 0; y < h; ++y)  // flat: unchanged, as deblur.runtime does (deblur/flat.hpp)
+      std::memmove(out + (std::size_t)y * out_pitch, bgr + (std::size_t)y * pitch, 3 * (std::size_t)w);
+    return;
+  }
   cuda_check(cudaSetDevice(s.device), "cudaSetDevice");
   const auto hw = padded_size(h, w);
   const int ph = hw[0], pw = hw[1];

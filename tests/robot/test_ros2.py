@@ -243,14 +243,17 @@ def test_a_slow_model_drops_old_frames_instead_of_queueing(ros_python, netns, tm
     sent, got = len(res["sent"]), res["images"]
     latency = [g["t_recv"] - (g["stamp"][0] + g["stamp"][1] / 1e9) for g in got]
     print(f"sent {sent}, deblurred {len(got)}, latency {min(latency):.3f}..{max(latency):.3f} s, diagnostics {res['diag']}")
-    assert sent >= 120 and 3 <= len(got) < sent / 2, (sent, len(got))
+    assert sent >= 120 and 4 <= len(got) < sent / 2, (sent, len(got))
     assert "Failed to publish" not in run.log.read_text()  # a frame in hand at SIGINT is dropped quietly
     d = res["diag"]
     frame_s = sum(float(d[k]) for k in ("convert_ms", "pre_ms", "infer_ms", "post_ms")) / 1e3
-    # newest wins: a frame waits at most for the one in hand, then its own turn (+ transport); a queue grows
-    assert max(latency) < 3 * frame_s + 0.5, f"latency {max(latency):.2f} s for {frame_s:.3f} s frames: {latency}"
-    third = len(latency) // 3
-    assert np.mean(latency[-third:]) < 2 * np.mean(latency[:third]) + 0.1, f"latency grows: {latency}"
+    # newest wins: a frame waits at most for the one in hand, then its own turn (+ transport); a queue grows.
+    # The first frame is left out: it pays the backend's one-time work for a new frame size (OpenVINO
+    # compiles per shape: 1.1 s once in CI, on a loaded 2-core machine).
+    steady = latency[1:]
+    assert max(steady) < 3 * frame_s + 0.5, f"latency {max(steady):.2f} s for {frame_s:.3f} s frames: {latency}"
+    third = len(steady) // 3
+    assert np.mean(steady[-third:]) < 2 * np.mean(steady[:third]) + 0.1, f"latency grows: {latency}"
     assert int(res["diag"]["dropped"]) > 0 and int(res["diag"]["received"]) > len(got)
 
 

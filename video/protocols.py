@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib.util
+from pathlib import Path
 
 # scheme -> what FFmpeg needs for it: ("format", name) for a demuxer/muxer, ("protocol", name) otherwise
 _NEEDS = {"rtsp": [("format", "rtsp")], "rtsps": [("format", "rtsp"), ("protocol", "tls")],
@@ -24,18 +25,21 @@ def ffmpeg_protocols(output: bool) -> frozenset[str] | None:
     """FFmpeg's protocol names for reading (``output=False``) or writing; None if unknown here."""
     if importlib.util.find_spec("av") is None:
         return None
-    import av  # noqa: F401 - loads the wheel's libavformat into this process
+    import av  # loads the wheel's libavformat into this process
 
     try:
         with open("/proc/self/maps") as maps:
-            path = next(line.split()[-1] for line in maps if "libavformat" in line and line.rstrip().endswith(tuple("0123456789")))
+            libs = [line.split()[-1] for line in maps if "libavformat" in line and line.rstrip().endswith(tuple("0123456789"))]
+        # OpenCV's wheel maps its own FFmpeg too: the one PyAV reads and writes through is the one to ask
+        own = str(Path(av.__file__).resolve().parent.parent / "av.libs")
+        path = next((p for p in libs if p.startswith(own)), None) or libs[0]
         lib = ctypes.CDLL(path)
         lib.avio_enum_protocols.restype = ctypes.c_char_p
         lib.avio_enum_protocols.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int]
         opaque, names = ctypes.c_void_p(None), set()
         while (name := lib.avio_enum_protocols(ctypes.byref(opaque), int(output))) is not None:
             names.add(name.decode())
-    except (OSError, StopIteration, AttributeError):  # not Linux, or a libavformat we cannot find
+    except (OSError, StopIteration, AttributeError, IndexError):  # not Linux, or a libavformat we cannot find
         return None
     return frozenset(names)
 

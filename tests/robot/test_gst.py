@@ -129,8 +129,10 @@ def test_demo_clip(env, ref, tmp_path):
                   f"! tee name=t ! queue ! filesink location={src} t. ! queue ! deblur threads=1 ! filesink location={out}", env)
     assert done.returncode == 0, done.stderr
     before, after = read_raw(src, "BGR", 640, 360), read_raw(out, "BGR", 640, 360)
-    assert len(before) == 5
-    assert_deblurred(ref[False], before, after)
+    # identity's eos-after ends the stream, but frames already decoded may pass first (41 once in CI): at least 5,
+    # and the deblurred branch holds exactly the frames the tee's other branch saw
+    assert len(before) >= 5 and len(after) == len(before), (len(before), len(after))
+    assert_deblurred(ref[False], before[:8], after[:8])
 
 
 # ------------------------------------------------------------------------------------------ live: QoS and latency

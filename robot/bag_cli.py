@@ -17,6 +17,7 @@ from pathlib import Path
 from deblur.runtime.cli import make_parser, run
 from deblur.runtime.errors import InputError
 from deblur.runtime.interrupts import sigterm_as_interrupt
+from deblur.runtime.tiling import parse_tile
 
 log = logging.getLogger("deblur")
 PROG = "deblur-bag"
@@ -52,14 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _tile(text: str) -> int | str:
-    if text == "auto":
-        return "auto"
-    if not text.isdigit():
-        raise InputError(f"bad --tile {text!r}", hint="write auto, 0 or a size in px such as 512")
-    return int(text)
-
-
 def _main(args: argparse.Namespace) -> int:
     try:
         import rosbags  # noqa: F401
@@ -72,7 +65,7 @@ def _main(args: argparse.Namespace) -> int:
         raise InputError(f"bad --jpeg-quality {args.jpeg_quality}", hint="write a quality from 1 to 100")
     if args.threads is not None and args.threads < 1:
         raise InputError(f"bad --threads {args.threads}", hint="write a count >= 1")
-    tile = _tile(args.tile)
+    tile = parse_tile(args.tile)
     topics = list(dict.fromkeys(args.topic))
     job = BagJob(Path(args.bag), Path(args.out), topics, replace=args.replace, storage=args.storage,
                  jpeg_quality=args.jpeg_quality)

@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+from deblur.runtime import tiling
 from deblur.runtime.errors import DeblurError, InputError
 
 log = logging.getLogger("deblur")
@@ -115,14 +116,7 @@ def qos_profile(name: str, rclpy_qos: Any) -> Any:
 
 
 def parse_tile(value: Any) -> int | str:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    text = str(value).strip().lower()
-    if text == "auto":
-        return "auto"
-    if text.isdigit():
-        return int(text)
-    raise InputError(f"bad tile parameter {value!r}", hint="write auto, 0 (never tile) or a tile side in px such as 512")
+    return tiling.parse_tile(value, "tile parameter")
 
 
 class _RosLogHandler(logging.Handler):

@@ -12,7 +12,20 @@ from collections.abc import Callable
 
 import numpy as np
 
-from deblur.runtime.errors import ShapeError
+from deblur.runtime.errors import InputError, ShapeError
+
+
+def parse_tile(value: object, what: str = "--tile") -> int | str:
+    """A ``tile`` setting from a flag, a ROS parameter or a GStreamer property: ``"auto"``, or a whole
+    number of px (0: never tile); anything else is one InputError naming ``what``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    text = str(value).strip().lower()
+    if text == "auto":
+        return "auto"
+    if text.isdigit():
+        return int(text)
+    raise InputError(f"bad {what} {value!r}", hint="write auto, 0 (never tile) or a tile side in px such as 512")
 
 
 def starts(length: int, tile: int, overlap: int) -> list[int]:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from deblur.runtime.cli import make_parser, run
 from deblur.runtime.errors import DeblurError, InputError
 from deblur.runtime.fileio import can_create
+from deblur.runtime.tiling import parse_tile
 from deblur.video.readers import ReaderOptions
 from deblur.video.recorder import CODECS, check_target
 from deblur.video.uri import DEMO_CLIP, SourceURI, parse_source, redact
@@ -146,14 +147,6 @@ def _outputs_are_not_the_input(args: argparse.Namespace, uri: SourceURI) -> None
                              hint="write to another file: the input would be overwritten while it is read")
 
 
-def _tile(text: str) -> int | str:
-    if text == "auto":
-        return "auto"
-    if not text.isdigit():
-        raise InputError(f"bad --tile {text!r}", hint="write auto, 0 or a size in px such as 512")
-    return int(text)
-
-
 def _workers(args: argparse.Namespace, uri: SourceURI) -> int:
     """``auto``: one for live sources (the lowest latency per frame) and GPUs; for files on a CPU
     with two or more cores, two single-threaded models (about 1.4x the frames per second)."""
@@ -173,7 +166,7 @@ def _models(args: argparse.Namespace, workers: int, stack: ExitStack) -> list[An
 
     threads = args.threads or threads_per_worker(workers)
     models = [stack.enter_context(Deblurrer(args.model, device=args.device, backend=args.backend, threads=threads,
-                                            tile=_tile(args.tile), precision=args.precision)) for _ in range(workers)]
+                                            tile=parse_tile(args.tile), precision=args.precision)) for _ in range(workers)]
     d = models[0]
     log.info("model: %s (%s) on %s %s, %s; %d inference thread(s)%s", d.path.name, d.spec.name, d.backend_name,
              d.info["precision"], args.device, workers, f", {threads} CPU thread(s) each" if threads else "")

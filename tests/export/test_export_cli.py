@@ -190,20 +190,14 @@ def test_sigkill_mid_export_leaves_no_final_file(tmp_path):
     assert finals == [], finals
 
 
-def test_engine_stage_publishes_engine_and_manifest_with_stand_in(exported, tmp_path, monkeypatch):
-    """The pipeline's engine path (build, parity, publish, manifest) on CPU.
-
-    NOT TensorRT: ``fakes.tensorrt_standin`` builds placeholder bytes, and the "engine" is executed as the
-    ONNX graph it was built from on ONNX Runtime. What this checks is the pipeline's logic; real
-    engines are checked by the GPU tests, which skip here.
-    """
+def use_tensorrt_standin(monkeypatch) -> None:
+    """The engine stage on CPU: ``fakes.tensorrt_standin`` builds placeholder bytes (NOT TensorRT), and the
+    "engine" runs as the ONNX graph it was built from on ONNX Runtime."""
     from fakes import tensorrt_standin as fake_tensorrt
 
     from deblur.export import pipeline, tensorrt_build
     from deblur.runtime.backends.onnx_backend import OnnxBackend
-    from deblur.runtime.contract import check_manifest, read_manifest
 
-    _, work, ckpt = exported
     sources = []
     real_build = tensorrt_build.build_engine
 
@@ -214,6 +208,21 @@ def test_engine_stage_publishes_engine_and_manifest_with_stand_in(exported, tmp_
     monkeypatch.setattr(tensorrt_build, "tensorrt_unavailable_reason", lambda: None)
     monkeypatch.setattr(tensorrt_build, "build_engine", build)
     monkeypatch.setattr(pipeline, "open_engine", lambda path, device: OnnxBackend(sources[-1], cpu_rewrites=False))
+
+
+def test_engine_stage_publishes_engine_and_manifest_with_stand_in(exported, tmp_path, monkeypatch):
+    """The pipeline's engine path (build, parity, publish, manifest) on CPU.
+
+    NOT TensorRT: ``fakes.tensorrt_standin`` builds placeholder bytes, and the "engine" is executed as the
+    ONNX graph it was built from on ONNX Runtime. What this checks is the pipeline's logic; real
+    engines are checked by the GPU tests, which skip here.
+    """
+    from fakes import tensorrt_standin as fake_tensorrt
+
+    from deblur.runtime.contract import check_manifest, read_manifest
+
+    _, work, ckpt = exported
+    use_tensorrt_standin(monkeypatch)
     assert main(["--ckpt", str(ckpt), "--fp16", "--workdir", str(tmp_path), "--require-engine"]) == 0
     engine = tmp_path / "g_fp16.engine"
     assert engine.read_bytes() == fake_tensorrt.FAKE_ENGINE  # written untouched, no header

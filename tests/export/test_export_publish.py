@@ -220,23 +220,12 @@ def test_skipped_engine_command_keeps_the_profile(ckpt, tmp_path, capsys, monkey
 def test_manifest_rebuild_hint_keeps_the_profile(ckpt, tmp_path, monkeypatch, flags, expected):
     """The engine path with the TensorRT stand-in (NOT TensorRT: placeholder bytes, run as the ONNX it
     was built from); the hint a mismatching machine gets rebuilds the same profile."""
-    from fakes import tensorrt_standin as fake_tensorrt
+    from test_export_cli import use_tensorrt_standin
 
-    from deblur.export import pipeline, tensorrt_build
-    from deblur.runtime.backends.onnx_backend import OnnxBackend
     from deblur.runtime.contract import check_manifest, read_manifest
     from deblur.runtime.errors import ManifestError
 
-    sources = []
-    real_build = tensorrt_build.build_engine
-
-    def build(onnx_path, engine_path, profile, **kw):
-        sources.append(onnx_path)
-        return real_build(onnx_path, engine_path, profile, trt=fake_tensorrt.FakeTensorRT("10.3.0"), **kw)
-
-    monkeypatch.setattr(tensorrt_build, "tensorrt_unavailable_reason", lambda: None)
-    monkeypatch.setattr(tensorrt_build, "build_engine", build)
-    monkeypatch.setattr(pipeline, "open_engine", lambda path, device: OnnxBackend(sources[-1], cpu_rewrites=False))
+    use_tensorrt_standin(monkeypatch)
     assert main(["--ckpt", str(ckpt), "--fp16", "--workdir", str(tmp_path), "--require-engine", *flags]) == 0
     engine = tmp_path / "g_fp16.engine"
     m = read_manifest(engine)

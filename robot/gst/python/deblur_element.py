@@ -60,16 +60,6 @@ def _load_runtime():
     return numpy, Deblurrer
 
 
-def _parse_tile(text: str) -> int | str:
-    text = text.strip()
-    if text == "auto":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"tile must be 'auto', 0 or a tile side in px, got {text!r}") from None
-
-
 class Deblur(GstBase.BaseTransform):
     __gtype_name__ = "GstDeblur"
     __gstmetadata__ = ("Deblur", "Filter/Effect/Video", "DeblurGAN motion deblurring (deblur-edge)", "deblur-edge")
@@ -121,10 +111,13 @@ class Deblur(GstBase.BaseTransform):
                         f"sys.path={sys.path} {SITE_ENV}={os.environ.get(SITE_ENV)!r}")
             return False
         p = self._props
+        from deblur.runtime.errors import InputError
+        from deblur.runtime.tiling import parse_tile
+
         try:
-            tile = _parse_tile(p["tile"])
-        except ValueError as exc:
-            self._error(Gst.CoreError, Gst.CoreError.FAILED, f"deblur: {exc}", "")
+            tile = parse_tile(p["tile"], "tile property")
+        except InputError as exc:
+            self._error(Gst.CoreError, Gst.CoreError.FAILED, f"deblur: {exc.line()}", "")
             return False
         try:
             self._deblurrer = deblurrer_cls(p["model"], device=p["device"], threads=p["threads"] or None, tile=tile)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deblur.runtime.backends.tensorrt_engine import collecting_logger, start
 from deblur.runtime.errors import EngineBuildError, InputError
 from deblur.runtime.fileio import atomic_path, atomic_write_bytes
 
@@ -168,23 +169,6 @@ def device_info() -> dict[str, str]:
     return info
 
 
-def _collecting_logger(trt: Any, log: logging.Logger) -> Any:
-    """A ``trt.ILogger`` that keeps warnings and errors, so a failed build can say what TensorRT said."""
-
-    class CollectingLogger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.problems: list[str] = []  # warnings and errors; everything else goes to log.debug
-
-        def log(self, severity: Any, msg: str) -> None:
-            name = getattr(severity, "name", str(severity))
-            if int(severity) <= int(trt.ILogger.Severity.WARNING):
-                self.problems.append(f"[{name}] {msg}")
-            log.debug("TensorRT [%s] %s", name, msg)
-
-    return CollectingLogger()
-
-
 def _parser_error(err: Any) -> str:
     try:
         node = err.node_name() or (f"node {err.node()}" if err.node() >= 0 else "")
@@ -205,8 +189,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, profile: Profil
         import tensorrt as trt
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     version = str(trt.__version__)
-    logger = _collecting_logger(trt, log)
-    builder = trt.Builder(logger)
+    logger = collecting_logger(trt, lambda severity, msg: log.debug("TensorRT [%s] %s", severity, msg))
+    builder = start(trt, "Builder", logger, onnx_path)  # NULL from TensorRT (no CUDA) is TensorRTStartError
     # TRT 11: every network is strongly typed (no flag). TRT 10: opt in; EXPLICIT_BATCH is deprecated.
     flags = 0 if int(version.split(".")[0]) >= 11 else 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
@@ -237,7 +221,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, profile: Profil
     plan = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - t0
     if plan is None:
-        said = " | ".join(logger.problems[-20:]) or "TensorRT logged no errors or warnings"
+        said = " | ".join(logger.lines[-20:]) or "TensorRT logged no errors or warnings"
         raise EngineBuildError(f"TensorRT {version} could not build an engine: {said}", path=onnx_path,
                                hint="rerun with --debug for the full TensorRT log")
     with atomic_path(engine_path) as tmp, open(tmp, "wb") as f:

@@ -189,6 +189,7 @@ def exporter_versions(**versions: str) -> dict[str, str]:
 # ---------------------------------------------------------------------------------- engine manifest
 
 MANIFEST_FORMAT_VERSION = 1
+IO_DTYPES = ("float32", "float16")  # what the pre/post kernels read and write
 
 
 def _now() -> str:
@@ -214,6 +215,8 @@ class EngineManifest:
     source_onnx_sha256: str | None = None
     source_checkpoint_sha256: str | None = None
     parity: dict[str, Any] = field(default_factory=dict)
+    # I/O tensors, input first: name -> dtype. Older manifests lack it: the ONNX contract's names, FP32.
+    io: dict[str, str] = field(default_factory=lambda: {INPUT_NAME: "float32", OUTPUT_NAME: "float32"})
     created: str = field(default_factory=_now)
     exporter_version: str = field(default_factory=package_version)
     format_version: int = MANIFEST_FORMAT_VERSION
@@ -278,6 +281,9 @@ class EngineManifest:
             return e.line()
         if self.precision not in ("fp16", "fp32"):
             return f"precision must be 'fp16' or 'fp32', got {self.precision!r}"
+        if not (isinstance(self.io, dict) and len(self.io) == 2 and all(isinstance(k, str) and k for k in self.io)
+                and all(v in IO_DTYPES for v in self.io.values())):
+            return f"io must name one input and one output tensor, each float32 or float16, got {self.io!r}"
         for name in ("tensorrt_version", "compute_capability", "engine_file"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 return f"{name} must be a non-empty string"

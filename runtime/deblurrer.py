@@ -10,7 +10,6 @@ engine's profile (or ``tile``) are tiled with feathered overlaps.
 """
 from __future__ import annotations
 
-import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,8 @@ from deblur.runtime.device import parse_device
 from deblur.runtime.errors import InputError
 from deblur.runtime.frames import check_frame, is_flat, postprocess, preprocess
 from deblur.runtime.memory import budget, tile_side
-from deblur.runtime.prepost import U8_TO_UNIT
-from deblur.runtime.shapes import padded_size, padding, reflectable
+from deblur.runtime.prepost_torch import tensor_post, tensor_pre
+from deblur.runtime.shapes import padded_size
 from deblur.runtime.spec import ModelSpec
 from deblur.runtime.tiling import run_tiled
 from deblur.runtime.zoo import BUNDLED, resolve_model
@@ -46,7 +45,8 @@ class Deblurrer:
         tile_overlap: overlap between tiles in px (feathered).
         threads: CPU threads for torch / ONNX Runtime / OpenVINO.
         precision: OpenVINO's ``"f32"``, ``"bf16"``, ``"f16"`` or ``"auto"`` (the CPU's native low
-            precision, else f32; the default, except that the backend choice passes the one it validated).
+            precision, else f32; the default, except that the backend choice passes the one it validated);
+            torch's ``"fp32"`` (default) or ``"fp16"`` (autocast, InstanceNorm kept in FP32; for CUDA).
 
     ``info`` says what runs (backend, precision really used, threads, why this backend);
     ``timings`` holds the last call's milliseconds: ``pre_ms``, ``infer_ms``, ``post_ms`` (wall
@@ -73,8 +73,8 @@ class Deblurrer:
         self.choice = "named" if backend else "from the file suffix"
         if precision is not None and backend is None and path.suffix.lower() in (".onnx", ".xml"):
             backend, self.choice = "openvino", "a precision was named"
-        if precision is not None and (named := backend_name(path, backend)) != "openvino":
-            raise InputError(f"precision={precision!r} applies to the openvino backend, not {named}", path,
+        if precision is not None and (named := backend_name(path, backend)) not in ("openvino", "torch"):
+            raise InputError(f"precision={precision!r} applies to the openvino and torch backends, not {named}", path,
                              hint="drop the precision, or use backend='openvino'")
         if backend is None and device == "cpu" and path.suffix.lower() == ".onnx":
             from deblur.runtime.backend_choice import choose
@@ -137,6 +137,15 @@ class Deblurrer:
             if all(flat):
                 self.timings = {"pre_ms": (time.perf_counter() - t0) * 1e3, "infer_ms": 0.0, "post_ms": 0.0}
             return out
+        limit = getattr(self.backend, "max_batch", None)
+        if limit and len(frames) > limit:  # an engine's profile caps N: run it in chunks the profile allows
+            out = [y for i in range(0, len(frames), limit) for y in self.batch(frames[i : i + limit])]
+            return out
+        if self._on_gpu(frames[0]):
+            out = self.backend.run_frames(frames, bgr=not self.rgb)
+            self.timings = {"pre_ms": 0.0, "infer_ms": (time.perf_counter() - t0) * 1e3, "post_ms": 0.0,
+                            **self.backend.stage_ms()}
+            return out
         memory_tile = self._memory_tile_side(len(frames), *frames[0].shape[:2])
         size = self.backend.static_hw if self._fits_static(frames[0]) else None
         pre = [preprocess(f, self.backend.multiple, self.backend.min_size, self.rgb, size) for f in frames]
@@ -157,6 +166,16 @@ class Deblurrer:
             self.timings["infer_cuda_ms"] = cuda_ms
 
     # ------------------------------------------------------------------------------ internals
+    def _on_gpu(self, frame: np.ndarray) -> bool:
+        """Engines take uint8 BGR/RGB frames whole on the GPU (pre, engine, post on one stream); other
+        dtypes and channel counts, and frames that need tiles, take the host tensor path."""
+        b = self.backend
+        if not getattr(b, "frames_on_gpu", False) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            return False
+        if b.static_hw is not None:
+            return self._fits_static(frame)
+        return self._tile_hw(*b.padded_hw(*frame.shape[:2])) is None
+
     def _fits_static(self, frame: np.ndarray) -> bool:
         s = self.backend.static_hw
         return s is not None and frame.shape[0] <= s[0] and frame.shape[1] <= s[1]
@@ -205,7 +224,12 @@ class Deblurrer:
         return run_tiled(x, self.backend.infer, tile, self.tile_overlap)
 
     def _device_call(self, frame: Any) -> Any:
-        """CUDA input, CUDA output, no host copy: pre/post as torch ops on the device."""
+        """CUDA input, CUDA output, no host copy: an engine's own kernels, or pre/post as torch ops on the device."""
+        if hasattr(self.backend, "run_device"):
+            t0 = time.perf_counter()
+            out = self.backend.run_device(frame, bgr=not self.rgb)
+            self.timings = {"pre_ms": 0.0, "infer_ms": (time.perf_counter() - t0) * 1e3, "post_ms": 0.0}
+            return out
         import torch
 
         t = frame if isinstance(frame, torch.Tensor) else torch.as_tensor(frame, device="cuda")
@@ -233,40 +257,6 @@ def _unchanged(frame: np.ndarray) -> np.ndarray:
         colour = out[..., :3] if frame.ndim == 3 and frame.shape[2] == 4 else out  # alpha is carried as it is
         np.clip(colour, 0.0, 1.0, out=colour)
     return out
-
-
-@functools.lru_cache(maxsize=8)
-def _device_table(device: str) -> Any:
-    """``U8_TO_UNIT`` on a device, copied there once (not once per frame)."""
-    import torch
-
-    return torch.from_numpy(U8_TO_UNIT).to(device)
-
-
-def tensor_pre(t: Any, rgb: bool, multiple: int, min_size: int) -> Any:
-    """uint8 HxWx3 torch tensor -> 1x3xHpxWp float32 on its device: bit for bit ``prepost.to_tensor``
-    (the same table, the same padding rule)."""
-    import torch.nn.functional as F
-
-    h, w = t.shape[:2]
-    x = _device_table(str(t.device))[t.long()].permute(2, 0, 1)[None]
-    if not rgb:
-        x = x.flip(1)
-    ph, pw = padding(h, w, multiple, min_size)
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="reflect" if reflectable(h, w, ph, pw) else "replicate")
-    return x
-
-
-def tensor_post(y: Any, h: int, w: int, rgb: bool) -> Any:
-    """1x3xHpxWp [-1, 1] -> uint8 HxWx3 on its device: bit for bit ``prepost.unit_to_u8`` (float64 mul-add,
-    one rounding to float32, clamp, round half to even)."""
-    import torch
-
-    y = (y[0, :, :h, :w].double() * 127.5 + 127.5).float().clamp(0, 255).round()
-    if not rgb:
-        y = y.flip(0)
-    return y.permute(1, 2, 0).to(torch.uint8).contiguous()
 
 
 def _is_device_array(obj: Any) -> bool:

@@ -93,6 +93,21 @@ class EngineLoadError(DeblurError):
     """TensorRT could not deserialise or run an engine."""
 
 
+class TensorRTStartError(EngineLoadError):
+    """TensorRT's Builder or Runtime came back empty: CUDA could not start under TensorRT (no GPU visible, a
+    driver older than this TensorRT's CUDA, or the GPU out of memory). Real TensorRT raises
+    ``TypeError: pybind11::init(): factory function returned nullptr`` for it."""
+
+
+class EngineMismatchError(ManifestError):
+    """The engine's I/O tensors (names, dtypes, count) are not what its manifest and our kernels expect."""
+
+
+class ProfileError(ShapeError):
+    """An input shape outside the engine's optimization profile (TensorRT's set_input_shape refused it,
+    or the batch is above the profile's maximum)."""
+
+
 class CudaDriverError(DeblurError):
     """No usable NVIDIA driver/GPU, or a CUDA driver call failed (the call and CUDA's error name are in the message)."""
 

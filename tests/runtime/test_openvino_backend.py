@@ -163,7 +163,7 @@ def test_bad_arguments(ir):
         ovb.OpenVinoBackend(ir, precision="int4")
     with pytest.raises(InputError, match="runs on the CPU"):
         ovb.OpenVinoBackend(ir, device="cuda:0")
-    with pytest.raises(InputError, match="applies to the openvino backend"):
+    with pytest.raises(InputError, match="applies to the openvino and torch backends"):
         Deblurrer(ONNX, backend="onnxruntime", precision="bf16")
 
 

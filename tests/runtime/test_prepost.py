@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from deblur.runtime.deblurrer import tensor_post, tensor_pre
 from deblur.runtime.errors import InputError
 from deblur.runtime.frames import FrameInfo, postprocess, preprocess
 from deblur.runtime.prepost import U8_TO_UNIT, to_tensor, to_uint8, unit_to_u8
+from deblur.runtime.prepost_torch import tensor_post, tensor_pre
 from deblur.runtime.shapes import padded_size, padding, parse_hw, parse_hw_list, round_up
 
 

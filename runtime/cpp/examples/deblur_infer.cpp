@@ -3,8 +3,10 @@
 // Convert with e.g. `convert in.png in.ppm` or OpenCV's imwrite("in.ppm", img).
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -43,7 +45,7 @@ std::string token(std::istream& in) {
 
 Image read_ppm(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw deblur::DeblurError("cannot open", path);
+  if (!in) throw deblur::DeblurError(std::string("cannot open (") + std::strerror(errno) + ")", path);
   if (token(in) != "P6") throw deblur::DeblurError("not a binary PPM (P6)", path, "convert it, e.g. convert in.png in.ppm");
   Image im;
   int maxval = 0;
@@ -55,6 +57,7 @@ Image read_ppm(const std::string& path) {
     throw deblur::DeblurError("bad PPM header", path);
   }
   if (im.w < 1 || im.h < 1 || maxval != 255) throw deblur::DeblurError("only 8-bit PPM (maxval 255) is supported", path);
+  if (im.w > 32768 || im.h > 32768) throw deblur::DeblurError("image larger than 32768x32768", path);
   in.get();  // the single whitespace after maxval
   im.bgr.resize((std::size_t)im.w * im.h * 3);
   if (!in.read((char*)im.bgr.data(), (std::streamsize)im.bgr.size())) throw deblur::DeblurError("truncated PPM", path);
@@ -73,15 +76,20 @@ void write_ppm(const std::string& path, Image im) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 4) {
-    std::cerr << "usage: deblur_infer ENGINE IN.ppm OUT.ppm [--runs N]\n";
+  int runs = 1;
+  const bool runs_given = argc == 6 && std::strcmp(argv[4], "--runs") == 0;
+  if (runs_given) {
+    char* end = nullptr;
+    long n = std::strtol(argv[5], &end, 10);
+    runs = (*end == '\0' && n >= 1 && n <= 1000000) ? (int)n : 0;
+  }
+  if ((argc != 4 && !runs_given) || runs < 1) {
+    std::cerr << "usage: deblur_infer ENGINE IN.ppm OUT.ppm [--runs N]  (N >= 1)\n";
     return 2;
   }
-  int runs = 1;
-  if (argc >= 6 && std::strcmp(argv[4], "--runs") == 0) runs = std::max(1, std::atoi(argv[5]));
   try {
+    Image in = read_ppm(argv[2]);  // a bad input file is reported before the GPU is touched
     deblur::Deblurrer d(argv[1]);
-    Image in = read_ppm(argv[2]);
     Image out = in;
     const int pitch = 3 * in.w;
     d.run(in.bgr.data(), in.h, in.w, pitch, out.bgr.data(), pitch);  // warm-up (TensorRT's first run is slow)

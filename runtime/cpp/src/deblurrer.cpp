@@ -73,6 +73,67 @@ bool is_device_memory(const void* p) {
   return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
 }
 
+std::string cuda_version_text(int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
+
+// cudaSetDevice, with the failures a user can fix spelled out (this is where a machine without a GPU stops).
+void set_device(int device, const std::string& path) {
+  const cudaError_t e = cudaSetDevice(device);
+  if (e == cudaSuccess) return;
+  (void)cudaGetLastError();
+  const std::string what = "cudaSetDevice(" + std::to_string(device) + "): " + cudaGetErrorName(e);
+  const std::string gpu_only = "TensorRT engines run only on an NVIDIA GPU; check that nvidia-smi lists one";
+  if (e == cudaErrorInsufficientDriver) {
+    int driver = 0;
+    (void)cudaDriverGetVersion(&driver);
+    if (driver == 0) throw DeblurError("no NVIDIA driver on this machine (" + what + ")", path, gpu_only);
+    throw DeblurError("the NVIDIA driver supports CUDA " + cuda_version_text(driver) + " but deblur_trt was built with CUDA " +
+                          cuda_version_text(CUDART_VERSION) + " (" + what + ")",
+                      path, "update the driver, or rebuild deblur-edge with a CUDA toolkit the driver supports");
+  }
+  if (e == cudaErrorNoDevice) throw DeblurError("no CUDA GPU visible (" + what + ")", path, gpu_only + " (and CUDA_VISIBLE_DEVICES)");
+  if (e == cudaErrorInvalidDevice) {
+    int count = 0;
+    (void)cudaGetDeviceCount(&count);
+    (void)cudaGetLastError();
+    throw DeblurError("no CUDA GPU with index " + std::to_string(device) + " (" + std::to_string(count) + " visible)", path,
+                      count > 0 ? "use a device index below " + std::to_string(count) : gpu_only);
+  }
+  throw DeblurError(what + " (" + cudaGetErrorString(e) + ")", path);
+}
+
+// The DataType member's name, as the Python bindings spell it (the manifest's dtype comes from it: io_dtype).
+std::string trt_type_name(nvinfer1::DataType t) {
+  switch (t) {
+    case nvinfer1::DataType::kFLOAT: return "FLOAT";
+    case nvinfer1::DataType::kHALF: return "HALF";
+    case nvinfer1::DataType::kINT8: return "INT8";
+    case nvinfer1::DataType::kINT32: return "INT32";
+    case nvinfer1::DataType::kBOOL: return "BOOL";
+    case nvinfer1::DataType::kUINT8: return "UINT8";
+    case nvinfer1::DataType::kFP8: return "FP8";
+    case nvinfer1::DataType::kBF16: return "BF16";
+    case nvinfer1::DataType::kINT64: return "INT64";
+    case nvinfer1::DataType::kINT4: return "INT4";
+#if NV_TENSORRT_MAJOR >= 11
+    case nvinfer1::DataType::kFP4: return "FP4";
+    case nvinfer1::DataType::kE8M0: return "E8M0";
+#endif
+    default: return "DATATYPE" + std::to_string((int)t);
+  }
+}
+
+std::vector<long long> dims_vector(const nvinfer1::Dims& d) {
+  std::vector<long long> v;
+  for (int i = 0; i < d.nbDims; ++i) v.push_back((long long)d.d[i]);
+  return v;
+}
+
+std::string dims_text(const nvinfer1::Dims& d) {
+  std::string s;
+  for (int i = 0; i < d.nbDims; ++i) s += (i ? "x" : "") + std::to_string((long long)d.d[i]);
+  return s.empty() ? "a scalar" : s;
+}
+
 int is_fp16(nvinfer1::DataType t, const std::string& name, const std::string& path) {
   if (t == nvinfer1::DataType::kFLOAT) return 0;
   if (t == nvinfer1::DataType::kHALF) return 1;
@@ -130,7 +191,7 @@ Deblurrer::Deblurrer(const std::string& engine_path, const DeblurrerOptions& opt
   s.path = engine_path;
   s.device = options.device;
   s.manifest = read_manifest(engine_path);  // before any CUDA call: a missing manifest is the clearer error
-  cuda_check(cudaSetDevice(s.device), "cudaSetDevice");
+  set_device(s.device, engine_path);
 
   // Read once; the digest and TensorRT both see exactly these bytes.
   std::ifstream f(engine_path, std::ios::binary);
@@ -145,12 +206,28 @@ Deblurrer::Deblurrer(const std::string& engine_path, const DeblurrerOptions& opt
   if (!s.runtime) throw DeblurError("TensorRT runtime could not be created", engine_path);
   s.engine.reset(s.runtime->deserializeCudaEngine(blob.data(), blob.size()));
   if (!s.engine) throw DeblurError("TensorRT could not deserialise the engine (see the [TensorRT] lines above)", engine_path, rebuild);
-  s.context.reset(s.engine->createExecutionContext());
-  if (!s.context) throw DeblurError("TensorRT could not create an execution context", engine_path);
+
+  // The same checks as Python's open_engine: the manifest's `io` (inputs then outputs, names and dtypes) and
+  // profile, before anything is allocated for the engine.
+  TensorTypes inputs, outputs;
+  for (int i = 0; i < s.engine->getNbIOTensors(); ++i) {
+    const char* name = s.engine->getIOTensorName(i);
+    const auto mode = s.engine->getTensorIOMode(name);
+    if (mode == nvinfer1::TensorIOMode::kINPUT || mode == nvinfer1::TensorIOMode::kOUTPUT)
+      (mode == nvinfer1::TensorIOMode::kINPUT ? inputs : outputs)
+          .emplace_back(name, io_dtype(trt_type_name(s.engine->getTensorDataType(name))));
+  }
+  check_engine_io(s.manifest, engine_path, inputs, outputs);
+  const char* in_name = inputs[0].first.c_str();
+  check_engine_profile(s.manifest, engine_path,
+                       dims_vector(s.engine->getProfileShape(in_name, 0, nvinfer1::OptProfileSelector::kMIN)),
+                       dims_vector(s.engine->getProfileShape(in_name, 0, nvinfer1::OptProfileSelector::kMAX)));
 
   int n_in = 0, n_out = 0;
   for (int i = 0; i < s.engine->getNbIOTensors(); ++i) {
     const char* name = s.engine->getIOTensorName(i);
+    if (s.engine->getTensorFormat(name) != nvinfer1::TensorFormat::kLINEAR)  // the kernels read and write plain NCHW
+      throw DeblurError(std::string("engine tensor '") + name + "' is not in linear NCHW layout", engine_path, rebuild);
     if (s.engine->getTensorIOMode(name) == nvinfer1::TensorIOMode::kINPUT) {
       s.input = name;
       ++n_in;
@@ -165,12 +242,26 @@ Deblurrer::Deblurrer(const std::string& engine_path, const DeblurrerOptions& opt
   s.in_fp16 = is_fp16(s.engine->getTensorDataType(s.input.c_str()), s.input, engine_path);
   s.out_fp16 = is_fp16(s.engine->getTensorDataType(s.output.c_str()), s.output, engine_path);
   s.shape = s.engine->getTensorShape(s.input.c_str());
-  if (s.shape.nbDims != 4) throw DeblurError("engine input is not NCHW", engine_path, rebuild);
-  s.static_shape = s.shape.d[2] > 0 && s.shape.d[3] > 0;
+  if (s.shape.nbDims != 4 || s.shape.d[1] != 3)
+    throw DeblurError("engine input '" + s.input + "' is " + dims_text(s.shape) + ", not Nx3xHxW", engine_path, rebuild);
+  // Static only when every dimension is: a dynamic batch with a fixed H x W still needs setInputShape.
+  s.static_shape = s.shape.d[0] > 0 && s.shape.d[2] > 0 && s.shape.d[3] > 0;
+  const std::string one_frame = "rebuild it with deblur-export for batch 1 (--min-shape 1x3xHxW)";
+  if (s.static_shape && s.shape.d[0] != 1)  // buffers hold one frame: a larger batch would overrun them
+    throw DeblurError("engine has a static batch of " + std::to_string((long long)s.shape.d[0]) +
+                          "; deblur::Deblurrer runs one frame at a time", engine_path, one_frame);
   if (!s.static_shape) {
     s.min = s.engine->getProfileShape(s.input.c_str(), 0, nvinfer1::OptProfileSelector::kMIN);
     s.max = s.engine->getProfileShape(s.input.c_str(), 0, nvinfer1::OptProfileSelector::kMAX);
+    if (s.min.nbDims != 4 || s.max.nbDims != 4)
+      throw DeblurError("engine input '" + s.input + "' has no optimisation profile", engine_path, rebuild);
+    if (s.min.d[0] > 1 || s.max.d[0] < 1)
+      throw DeblurError("engine profile takes batch " + std::to_string((long long)s.min.d[0]) + ".." +
+                            std::to_string((long long)s.max.d[0]) + "; deblur::Deblurrer runs one frame at a time",
+                        engine_path, one_frame);
   }
+  s.context.reset(s.engine->createExecutionContext());
+  if (!s.context) throw DeblurError("TensorRT could not create an execution context", engine_path);
 
   if (options.stream) {
     s.stream = options.stream;
@@ -248,9 +339,9 @@ void Deblurrer::run(const uint8_t* bgr, int h, int w, int pitch, uint8_t* out, i
   if (!s.static_shape && !s.context->setInputShape(s.input.c_str(), dims))
     throw DeblurError("TensorRT refused input shape 1x3x" + std::to_string(ph) + "x" + std::to_string(pw), s.path);
   nvinfer1::Dims os = s.context->getTensorShape(s.output.c_str());
-  if (os.nbDims != 4 || os.d[1] != 3 || os.d[2] != ph || os.d[3] != pw)
-    throw DeblurError("engine output shape does not match its input 1x3x" + std::to_string(ph) + "x" +
-                      std::to_string(pw), s.path);
+  if (os.nbDims != 4 || os.d[0] != 1 || os.d[1] != 3 || os.d[2] != ph || os.d[3] != pw)
+    throw DeblurError("engine output is " + dims_text(os) + " for input 1x3x" + std::to_string(ph) + "x" +
+                      std::to_string(pw) + " (must be the same)", s.path);
   if (!s.context->setTensorAddress(s.input.c_str(), s.tensor_in.p) ||
       !s.context->setTensorAddress(s.output.c_str(), s.tensor_out.p))
     throw DeblurError("TensorRT refused a tensor address", s.path);

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -39,6 +40,7 @@ struct Json {
   std::string text;       // String value, or the literal of a Number
   std::vector<Json> items;
   std::map<std::string, Json> fields;
+  std::vector<std::string> keys;  // fields in file order (a repeated key keeps its first place, as in Python)
 
   const Json* get(const std::string& key) const {
     auto it = fields.find(key);
@@ -109,6 +111,7 @@ class JsonParser {
         if (i_ >= s_.size() || s_[i_] != '"') fail("Expecting property name enclosed in double quotes");
         std::string key = string();
         expect(':', "':' delimiter");
+        if (!v.fields.count(key)) v.keys.push_back(key);
         v.fields[key] = value(depth + 1);  // a repeated key: the last wins, as in Python
       } while (eat(','));
       expect('}', "',' delimiter");
@@ -259,21 +262,88 @@ std::vector<std::string> major_minor(const std::string& v) {
   return parts;
 }
 
-// EngineManifest._problem()
-std::string problem(const Manifest& m, const Json& profile) {
+// Python's repr() of the value json.loads gives, for messages that print a manifest value as Python does.
+std::string py_repr(const Json& v) {
+  switch (v.kind) {
+    case Json::Null: return "None";
+    case Json::Bool: return v.boolean ? "True" : "False";
+    case Json::Number: {
+      if (v.integral) return v.text;
+      char buf[40];
+      for (int p = 1; p <= 17; ++p) {  // shortest round trip, as Python's float repr
+        std::snprintf(buf, sizeof buf, "%.*g", p, v.number);
+        if (std::strtod(buf, nullptr) == v.number) break;
+      }
+      std::string t = buf;
+      if (t.find_first_of(".en") == std::string::npos) t += ".0";
+      return t;
+    }
+    case Json::String: {
+      const char q = (v.text.find('\'') != std::string::npos && v.text.find('"') == std::string::npos) ? '"' : '\'';
+      std::string out(1, q);
+      for (char c : v.text) {
+        if (c == '\\' || c == q) out += std::string("\\") + c;
+        else if (c == '\n') out += "\\n";
+        else if (c == '\r') out += "\\r";
+        else if (c == '\t') out += "\\t";
+        else if ((unsigned char)c < 0x20 || c == 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\x%02x", (unsigned)(unsigned char)c);
+          out += buf;
+        } else {
+          out += c;
+        }
+      }
+      return out + q;
+    }
+    case Json::Array: {
+      std::string s = "[";
+      for (std::size_t i = 0; i < v.items.size(); ++i) s += (i ? ", " : "") + py_repr(v.items[i]);
+      return s + "]";
+    }
+    case Json::Object: {
+      std::string s = "{";
+      for (std::size_t i = 0; i < v.keys.size(); ++i) {
+        Json key;
+        key.kind = Json::String;
+        key.text = v.keys[i];
+        s += (i ? ", " : "") + py_repr(key) + ": " + py_repr(*v.get(v.keys[i]));
+      }
+      return s + "}";
+    }
+  }
+  return "?";
+}
+
+bool is_io_dtype(const Json& v) { return v.kind == Json::String && (v.text == "float32" || v.text == "float16"); }
+
+// EngineManifest._problem(), in the same order
+std::string problem(const Manifest& m, const Json& profile, const Json* spec, const Json* io) {
   const std::string& sha = m.engine_sha256;
   if (sha.size() != 64 || sha.find_first_not_of("0123456789abcdef") != std::string::npos)
     return "engine_sha256 is not a SHA-256 hex digest";
   if (profile.kind != Json::Object || profile.fields.size() != 3 || !profile.get("min") || !profile.get("opt") ||
       !profile.get("max"))
     return "profile must have exactly min, opt and max";
-  for (const auto& kv : profile.fields) {  // std::map: max, min, opt (Python reports in file order)
-    const Json& v = kv.second;
+  for (const std::string& k : profile.keys) {  // file order, as Python reports
+    const Json& v = *profile.get(k);
     bool ok = v.kind == Json::Array && v.items.size() == 4;
     for (std::size_t i = 0; ok && i < 4; ++i) ok = is_int(&v.items[i]) && v.items[i].number > 0;
-    if (!ok) return "profile " + kv.first + " must be 4 positive integers [N, C, H, W], got " + v.repr();
+    if (!ok) return "profile " + k + " must be 4 positive integers [N, C, H, W], got " + v.repr();
   }
+  const Json &lo = *profile.get("min"), &opt = *profile.get("opt"), &hi = *profile.get("max");
+  for (std::size_t i = 0; i < 4; ++i)
+    if (!(lo.items[i].number <= opt.items[i].number && opt.items[i].number <= hi.items[i].number))
+      return "profile must have min <= opt <= max in every dimension, got " + lo.repr() + ", " + opt.repr() + ", " +
+             hi.repr();
+  if (!spec || spec->kind != Json::Object || !spec->get("name"))
+    return "spec must be the model spec object written by deblur-export";  // (ModelSpec's own checks: Python only)
   if (m.precision != "fp16" && m.precision != "fp32") return "precision must be 'fp16' or 'fp32', got '" + m.precision + "'";
+  if (io) {
+    bool ok = io->kind == Json::Object && io->keys.size() == 2;
+    for (std::size_t i = 0; ok && i < io->keys.size(); ++i) ok = !io->keys[i].empty() && is_io_dtype(*io->get(io->keys[i]));
+    if (!ok) return "io must name one input and one output tensor, each float32 or float16, got " + py_repr(*io);
+  }
   if (m.tensorrt_version.empty()) return "tensorrt_version must be a non-empty string";
   if (m.compute_capability.empty()) return "compute_capability must be a non-empty string";
   if (m.engine_file.empty()) return "engine_file must be a non-empty string";
@@ -324,8 +394,13 @@ Manifest parse_manifest(const std::string& json_text, const std::string& source)
   m.source_onnx = str("source_onnx");
   if (const Json* st = d.get("strongly_typed"); st && st->kind == Json::Bool) m.strongly_typed = st->boolean;
   const Json& profile = *d.get("profile");
-  std::string p = problem(m, profile);
+  const Json* io = d.get("io");
+  std::string p = problem(m, profile, d.get("spec"), io);
   if (!p.empty()) throw ManifestError("invalid manifest: " + p, source, kRewriteHint);
+  if (io) {
+    m.io.clear();
+    for (const std::string& k : io->keys) m.io.emplace_back(k, io->get(k)->text);
+  }
   auto dims = [&](const char* k) {
     std::array<int, 4> a{};
     for (int i = 0; i < 4; ++i) a[i] = (int)profile.get(k)->items[i].number;
@@ -389,6 +464,73 @@ void check_manifest(const Manifest& m, const std::string& engine_path, const std
     throw ManifestError(e.what(), engine_path);
   }
   check_manifest_digest(m, engine_path, actual, tensorrt_version, compute_capability);
+}
+
+std::string io_json(const TensorTypes& io) {
+  auto str = [](const std::string& s) {  // a JSON string (UTF-8 as is; compare parsed, not as text)
+    std::string out = "\"";
+    for (char c : s) {
+      if (c == '"' || c == '\\') out += '\\';
+      if ((unsigned char)c < 0x20) {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "\\u%04x", (unsigned)(unsigned char)c);
+        out += buf;
+      } else {
+        out += c;
+      }
+    }
+    return out + "\"";
+  };
+  std::string out = "{";
+  for (std::size_t i = 0; i < io.size(); ++i) out += (i ? ", " : "") + str(io[i].first) + ": " + str(io[i].second);
+  return out + "}";
+}
+
+std::string io_dtype(const std::string& trt_name) {
+  if (trt_name == "FLOAT") return "float32";
+  if (trt_name == "HALF") return "float16";
+  std::string lower = trt_name;
+  for (char& c : lower) c = (char)std::tolower((unsigned char)c);
+  return lower;
+}
+
+namespace {
+std::string describe(const TensorTypes& io, std::size_t n_inputs) {  // tensorrt_engine._describe
+  std::string ins, outs;
+  for (std::size_t i = 0; i < io.size(); ++i) {
+    std::string& part = i < n_inputs ? ins : outs;
+    part += (part.empty() ? "" : ", ") + io[i].first + " (" + io[i].second + ")";
+  }
+  return "inputs " + (ins.empty() ? "none" : ins) + "; outputs " + (outs.empty() ? "none" : outs);
+}
+
+std::string shape_text(const std::vector<long long>& d) {
+  std::string s;
+  for (std::size_t i = 0; i < d.size(); ++i) s += (i ? "x" : "") + std::to_string(d[i]);
+  return s;
+}
+}  // namespace
+
+void check_engine_io(const Manifest& m, const std::string& engine_path, const TensorTypes& inputs,
+                     const TensorTypes& outputs) {
+  TensorTypes got = inputs;
+  got.insert(got.end(), outputs.begin(), outputs.end());
+  if (inputs.size() == 1 && outputs.size() == 1 && got == m.io) return;
+  throw EngineMismatchError("the engine's I/O tensors are " + describe(got, inputs.size()) + ", its manifest says " +
+                                describe(m.io, 1),
+                            engine_path,
+                            "the engine and its manifest do not belong together: rebuild on this machine: " +
+                                rebuild_command(m, engine_path));
+}
+
+void check_engine_profile(const Manifest& m, const std::string& engine_path, const std::vector<long long>& min,
+                          const std::vector<long long>& max) {
+  auto as_vec = [](const std::array<int, 4>& a) { return std::vector<long long>(a.begin(), a.end()); };
+  if (min == as_vec(m.profile_min) && max == as_vec(m.profile_max)) return;
+  throw EngineMismatchError("the engine's profile is " + shape_text(min) + " .. " + shape_text(max) +
+                                ", its manifest says " + shape_text(as_vec(m.profile_min)) + " .. " +
+                                shape_text(as_vec(m.profile_max)),
+                            engine_path, "rebuild on this machine: " + rebuild_command(m, engine_path));
 }
 
 void check_manifest_digest(const Manifest& m, const std::string& engine_path, const std::string& actual_sha256,

@@ -4,6 +4,11 @@
 //   test_manifest_sha --check ENGINE TRT CC
 //                                          read ENGINE's manifest, check it, print "ok" or the error line
 //                                          (tests/runtime/test_cuda_compile.py compares it with Python's)
+//   test_manifest_sha --io ENGINE          read ENGINE's manifest, print its `io` as a JSON object or the error line
+//   test_manifest_sha --engine ENGINE input:INPUT:FLOAT,output:OUTPUT:HALF 1x3x64x64,1x3x1088x1920
+//                                          check an engine's I/O tensors and profile (min,max) against ENGINE's
+//                                          manifest as deblur::Deblurrer does; print "ok" or the error line
+//                                          (tests/runtime/test_cpp_tensorrt_headers.py compares both with Python's)
 #include <algorithm>
 #include <array>
 #include <cstdio>
@@ -11,7 +16,9 @@
 #include <fstream>
 #include <iostream>
 #include <random>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "deblur/manifest.hpp"
 #include "sha256.hpp"
@@ -171,6 +178,75 @@ static void test_parse_errors() {
                  "precision must be 'fp16' or 'fp32', got 'int8'"));
   CHECK(contains(with("\"tensorrt_version\": \"10.3.0\"", "\"tensorrt_version\": \"\""),
                  "tensorrt_version must be a non-empty string"));
+  // Two bad profile entries: the first in the file is reported, as Python iterates the dict in file order.
+  std::string two_bad = good;
+  two_bad.replace(two_bad.find("[1, 3, 64, 64]"), 14, "[1, 3, 0, 64]");
+  two_bad.replace(two_bad.find("[1, 3, 1088, 1920]"), 18, "[1, 3, 0, 1920]");
+  CHECK(contains(parse(two_bad), "invalid manifest: profile min must be 4 positive integers [N, C, H, W], got [1, 3, 0, 64]"));
+  CHECK(contains(with("\"opt\": [1, 3, 720, 1280]", "\"opt\": [1, 3, 2000, 1280]"),
+                 "invalid manifest: profile must have min <= opt <= max in every dimension, got [1, 3, 64, 64], "
+                 "[1, 3, 2000, 1280], [1, 3, 1088, 1920]"));
+  const std::string spec_line = good.substr(good.find("  \"spec\""), good.find("\n", good.find("  \"spec\"")) - good.find("  \"spec\"") + 1);
+  CHECK(contains(with(spec_line, ""), "invalid manifest: spec must be the model spec object written by deblur-export"));
+  CHECK(contains(with("\"spec\": {\"name\": \"deblurgan\", ", "\"spec\": {"), "spec must be the model spec object"));
+}
+
+static std::string io_of(const std::string& json) { return deblur::io_json(deblur::parse_manifest(json).io); }
+
+static void test_io() {
+  const std::string good = sample_json(std::string(64, 'a'));
+  auto with_io = [&](const std::string& io) {
+    std::string t = good;
+    return t.replace(t.find("\"format_version\""), 0, "\"io\": " + io + ",\n  ");
+  };
+  // Absent: the default, as Python's EngineManifest.io.
+  CHECK_EQ(io_of(good), std::string("{\"input\": \"float32\", \"output\": \"float32\"}"));
+  CHECK_EQ(io_of(with_io("{\"input\": \"float16\", \"output\": \"float16\"}")),
+           std::string("{\"input\": \"float16\", \"output\": \"float16\"}"));
+  // File order, not sorted; a repeated key keeps its first place and its last value (Python's dict).
+  CHECK_EQ(io_of(with_io("{\"x\": \"float16\", \"b\": \"float32\", \"x\": \"float32\"}")),
+           std::string("{\"x\": \"float32\", \"b\": \"float32\"}"));
+  auto parse = [](const std::string& text) { return error_of([&] { deblur::parse_manifest(text, "m.json"); }); };
+  const std::string bad = "m.json: invalid manifest: io must name one input and one output tensor, each float32 or float16, got ";
+  CHECK_EQ(parse(with_io("{\"input\": \"float32\", \"output\": \"int8\"}")),
+           bad + "{'input': 'float32', 'output': 'int8'}; rebuild the engine to rewrite it");
+  CHECK(contains(parse(with_io("{\"input\": 32, \"output\": null}")), bad + "{'input': 32, 'output': None}"));
+  CHECK(contains(parse(with_io("{\"input\": \"float32\"}")), bad + "{'input': 'float32'}"));
+  CHECK(contains(parse(with_io("{\"a\": \"float32\", \"b\": \"float32\", \"c\": \"float32\"}")), bad));
+  CHECK(contains(parse(with_io("{\"\": \"float32\", \"output\": \"float32\"}")), bad + "{'': 'float32', 'output': 'float32'}"));
+  CHECK(contains(parse(with_io("[\"input\", 1.50, true]")), bad + "['input', 1.5, True]"));
+  CHECK(contains(parse(with_io("\"it's\"")), bad + "\"it's\""));
+
+  // The engine's own I/O against the manifest's: inputs then outputs, names, dtypes and order (Python's list ==).
+  deblur::Manifest m = deblur::parse_manifest(with_io("{\"input\": \"float16\", \"output\": \"float16\"}"));
+  auto io_error = [&](const deblur::TensorTypes& in, const deblur::TensorTypes& out) {
+    try {
+      deblur::check_engine_io(m, "g.engine", in, out);
+    } catch (const deblur::EngineMismatchError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  CHECK_EQ(io_error({{"input", "float16"}}, {{"output", "float16"}}), std::string(""));
+  CHECK_EQ(io_error({{"input", "float32"}}, {{"output", "float16"}}),
+           std::string("g.engine: the engine's I/O tensors are inputs input (float32); outputs output (float16), its "
+                       "manifest says inputs input (float16); outputs output (float16); the engine and its manifest do "
+                       "not belong together: rebuild on this machine: deblur-export --onnx g_fp16.onnx --fp16 " PROFILE_FLAGS
+                       " --require-engine"));
+  CHECK(contains(io_error({{"images", "float16"}}, {{"output", "float16"}}), "are inputs images (float16); outputs output"));
+  CHECK(contains(io_error({{"input", "float16"}, {"mask", "float16"}}, {{"output", "float16"}}),
+                 "are inputs input (float16), mask (float16); outputs output (float16), its manifest"));
+  CHECK(contains(io_error({}, {}), "are inputs none; outputs none, its manifest says inputs input (float16)"));
+  CHECK_EQ(deblur::io_dtype("FLOAT"), std::string("float32"));
+  CHECK_EQ(deblur::io_dtype("HALF"), std::string("float16"));
+  CHECK_EQ(deblur::io_dtype("BF16"), std::string("bf16"));
+
+  CHECK_EQ(error_of([&] { deblur::check_engine_profile(m, "g.engine", {1, 3, 64, 64}, {1, 3, 1088, 1920}); }),
+           std::string(""));
+  CHECK_EQ(error_of([&] { deblur::check_engine_profile(m, "g.engine", {1, 3, 64, 64}, {1, 3, 720, 1280}); }),
+           std::string("g.engine: the engine's profile is 1x3x64x64 .. 1x3x720x1280, its manifest says 1x3x64x64 .. "
+                       "1x3x1088x1920; rebuild on this machine: deblur-export --onnx g_fp16.onnx --fp16 " PROFILE_FLAGS
+                       " --require-engine"));
 }
 
 static void test_check(const fs::path& dir) {
@@ -213,7 +289,48 @@ static void test_check(const fs::path& dir) {
                ".json); rebuild it: deblur-export --onnx other.onnx --fp16 --require-engine");
 }
 
+// "input:INPUT:FLOAT,output:OUTPUT:HALF" (tests/fakes/tensorrt_standin.EngineIO.tensors) -> inputs, outputs
+static void engine_tensors(const std::string& spec, deblur::TensorTypes& inputs, deblur::TensorTypes& outputs) {
+  std::stringstream ss(spec);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    std::size_t a = item.find(':'), b = item.rfind(':');
+    const std::string name = item.substr(0, a), mode = item.substr(a + 1, b - a - 1), type = item.substr(b + 1);
+    (mode == "INPUT" ? inputs : outputs).emplace_back(name, deblur::io_dtype(type));
+  }
+}
+
+static std::vector<long long> shape(const std::string& text) {  // "1x3x64x64"
+  std::vector<long long> d;
+  std::stringstream ss(text);
+  std::string part;
+  while (std::getline(ss, part, 'x')) d.push_back(std::stoll(part));
+  return d;
+}
+
 int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "--io") {
+    try {
+      std::cout << deblur::io_json(deblur::read_manifest(argv[2]).io) << "\n";
+    } catch (const deblur::DeblurError& e) {
+      std::cout << e.what() << "\n";
+    }
+    return 0;
+  }
+  if (argc == 5 && std::string(argv[1]) == "--engine") {  // --engine ENGINE TENSORS MIN: Deblurrer's engine checks
+    try {
+      deblur::Manifest m = deblur::read_manifest(argv[2]);
+      deblur::TensorTypes inputs, outputs;
+      engine_tensors(argv[3], inputs, outputs);
+      deblur::check_engine_io(m, argv[2], inputs, outputs);
+      std::string lo = argv[4];
+      deblur::check_engine_profile(m, argv[2], shape(lo.substr(0, lo.find(','))), shape(lo.substr(lo.find(',') + 1)));
+      std::cout << "ok\n";
+    } catch (const deblur::DeblurError& e) {
+      std::cout << e.what() << "\n";
+    }
+    return 0;
+  }
   if (argc == 5 && std::string(argv[1]) == "--check") {
     try {
       deblur::check_manifest(deblur::read_manifest(argv[2]), argv[2], argv[3], argv[4]);
@@ -228,6 +345,7 @@ int main(int argc, char** argv) {
   test_sha256_vectors();
   test_parse();
   test_parse_errors();
+  test_io();
   test_check(dir);
   fs::remove_all(dir);
   if (failures) {

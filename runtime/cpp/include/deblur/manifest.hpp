@@ -8,6 +8,8 @@
 #include <array>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace deblur {
 
@@ -25,6 +27,15 @@ class ManifestError : public DeblurError {
   using DeblurError::DeblurError;
 };
 
+// The engine's I/O tensors or profile are not what its manifest says.
+class EngineMismatchError : public ManifestError {
+ public:
+  using ManifestError::ManifestError;
+};
+
+// Tensor name -> dtype name ("float32", "float16", ...), in order.
+using TensorTypes = std::vector<std::pair<std::string, std::string>>;
+
 struct Manifest {
   int format_version = 0;
   std::string engine_sha256, engine_file, tensorrt_version, cuda_version, driver_version, gpu_name;
@@ -34,6 +45,8 @@ struct Manifest {
   bool strongly_typed = true;
   std::string source_onnx;  // empty when the manifest has null
   int pad_multiple = 4;     // spec.pad_multiple, else 2 ** spec.n_downsampling, else 4
+  // "io": engine I/O tensor name -> "float32" | "float16", in file order (input first); absent: this default.
+  TensorTypes io{{"input", "float32"}, {"output", "float32"}};
 };
 
 // "out/g_fp16.engine" -> "out/g_fp16.engine.json"
@@ -52,5 +65,16 @@ void check_manifest(const Manifest& m, const std::string& engine_path, const std
                     const std::string& compute_capability);
 void check_manifest_digest(const Manifest& m, const std::string& engine_path, const std::string& actual_sha256,
                            const std::string& tensorrt_version, const std::string& compute_capability);
+
+// After deserialising, as Python's tensorrt_engine.open_engine: the engine's inputs then outputs (names and
+// dtypes, in the engine's order) must be exactly the manifest's `io` (one input, one output), and profile 0 of
+// its input must be the manifest's min and max; otherwise EngineMismatchError saying how to rebuild.
+void check_engine_io(const Manifest& m, const std::string& engine_path, const TensorTypes& inputs,
+                     const TensorTypes& outputs);
+void check_engine_profile(const Manifest& m, const std::string& engine_path, const std::vector<long long>& min,
+                          const std::vector<long long>& max);
+// TensorRT's DataType member name -> the manifest's dtype: FLOAT -> float32, HALF -> float16, else lower case.
+std::string io_dtype(const std::string& trt_name);
+std::string io_json(const TensorTypes& io);
 
 }  // namespace deblur

@@ -50,7 +50,9 @@ class Deblurrer:
 
     ``info`` says what runs (backend, precision really used, threads, why this backend);
     ``timings`` holds the last call's milliseconds: ``pre_ms``, ``infer_ms``, ``post_ms`` (wall
-    time), and ``infer_cuda_ms`` (CUDA events) where the backend runs on a GPU.
+    time), and ``infer_cuda_ms`` (CUDA events) where the backend runs on a GPU; engines add
+    ``pre_cuda_ms`` and ``post_cuda_ms`` (their pre/post kernels), where ``pre_ms``/``post_ms`` are 0: the
+    whole chain is enqueued at once, and ``infer_ms`` is its wall time.
     """
 
     def __init__(self, model: str | Path = "default", device: str = "cpu", backend: str | None = None, *,

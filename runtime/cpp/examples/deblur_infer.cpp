@@ -65,12 +65,25 @@ Image read_ppm(const std::string& path) {
   return im;
 }
 
+// Written to PATH.tmp and renamed: a full disk or a crash never leaves a half-written image under PATH.
 void write_ppm(const std::string& path, Image im) {
   swap_rb(im);
-  std::ofstream out(path, std::ios::binary);
-  out << "P6\n" << im.w << " " << im.h << "\n255\n";
-  out.write((const char*)im.bgr.data(), (std::streamsize)im.bgr.size());
-  if (!out) throw deblur::DeblurError("cannot write", path);
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out << "P6\n" << im.w << " " << im.h << "\n255\n";
+    out.write((const char*)im.bgr.data(), (std::streamsize)im.bgr.size());
+    out.flush();
+    if (!out) {
+      std::remove(tmp.c_str());
+      throw deblur::DeblurError(std::string("cannot write (") + std::strerror(errno) + ")", path);
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    std::remove(tmp.c_str());
+    throw deblur::DeblurError(std::string("cannot write (") + std::strerror(err) + ")", path);
+  }
 }
 
 }  // namespace

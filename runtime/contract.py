@@ -18,6 +18,7 @@ from the ``ModelSpec`` inside; the contract does not repeat it. Torch-, ONNX- an
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import shlex
 from collections.abc import Mapping
@@ -347,15 +348,16 @@ def _major_minor(version: str) -> tuple[str, ...]:
 
 
 def check_manifest(m: EngineManifest, engine_path: str | Path, *, tensorrt_version: str,
-                   compute_capability: str) -> None:
+                   compute_capability: str, plan: bytes | None = None) -> None:
     """Refuse an engine that is not the one described, or that this machine cannot run.
 
-    All mismatches are reported together, each with the manifest's value and this machine's.
+    All mismatches are reported together, each with the manifest's value and this machine's. ``plan``: the
+    engine bytes already read, so the digest is of exactly what TensorRT will get (one read, no window).
     """
     engine_path = Path(engine_path)
     problems = []
     try:
-        actual = sha256_file(engine_path)
+        actual = hashlib.sha256(plan).hexdigest() if plan is not None else sha256_file(engine_path)
     except FileNotFoundError:
         raise ManifestError("engine file not found", path=engine_path,
                             hint=f"rebuild it: {rebuild_command(m, engine_path)}") from None

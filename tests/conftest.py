@@ -25,6 +25,20 @@ def data_dir() -> Path:
     return DATA
 
 
+@pytest.fixture(scope="session")
+def small_photos(tmp_path_factory, data_dir):
+    """``small_photos(n, side)``: the first ``n`` Kodak24 photos downscaled to ``side`` px: real photos, quick to train on."""
+    def make(n: int, side: int) -> Path:
+        import cv2
+
+        out = tmp_path_factory.mktemp("photos")
+        for p in sorted((data_dir / "sharp" / "kodak24").glob("*.png"))[:n]:
+            cv2.imwrite(str(out / p.name), cv2.resize(cv2.imread(str(p)), (side, side), interpolation=cv2.INTER_AREA))
+        return out
+
+    return make
+
+
 @pytest.fixture(autouse=True)
 def _torch_threads():
     """Two threads at most: CI has 2 cores and oversubscribed OpenMP threads crawl."""

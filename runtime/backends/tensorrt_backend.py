@@ -56,7 +56,8 @@ class TensorRTBackend(Backend):
         self._driver, self._ck = _driver_api()
         plan = self.path.read_bytes()  # one read: the digest and TensorRT see the same bytes
         major, minor = self.cuda.compute_capability
-        check_manifest(manifest, self.path, tensorrt_version=trt.__version__, compute_capability=f"{major}.{minor}")
+        check_manifest(manifest, self.path, tensorrt_version=trt.__version__, compute_capability=f"{major}.{minor}",
+                       plan=plan)
         logger = collecting_logger(trt, lambda sev, msg: _LOG.debug("TensorRT [%s] %s", sev, msg))
         self.session: EngineSession = open_engine(trt, self.path, manifest, plan, logger)
         s = self.session

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import inspect
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -24,6 +25,12 @@ from typing import Any
 SNAPSHOT = Path(__file__).with_name("tensorrt_surface.json")
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = ("runtime", "export")  # where the project's TensorRT code lives
+BINDINGS_ROOT = Path(os.environ.get("DEBLUR_TRT_BINDINGS", REPO / ".venv"))  # trt10/, trt11/: pip --target folders
+
+
+def bindings_folder(major: int) -> Path:
+    """Where the README's test command installs NVIDIA's real bindings of one TensorRT major version."""
+    return BINDINGS_ROOT / f"trt{major}"
 
 ENUMS = ("ILogger.Severity", "NetworkDefinitionCreationFlag", "BuilderFlag", "MemoryPoolType", "TensorIOMode",
          "DataType")

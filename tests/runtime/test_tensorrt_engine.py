@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fakes import trt_surface
 from fakes.tensorrt_standin import FAKE_ENGINE, EngineIO, FakeTensorRT
 
 from deblur.runtime.backends.tensorrt_engine import collecting_logger, open_engine, start
@@ -173,7 +174,7 @@ def test_engine_path_without_torch(tmp_path, major):
     engine = tmp_path / "g_fp16.engine"
     engine.write_bytes(FAKE_ENGINE)
     write_manifest(_manifest(), engine)
-    bindings = Path(os.environ.get("DEBLUR_TRT_BINDINGS", REPO / ".venv")) / f"trt{major}"
+    bindings = trt_surface.bindings_folder(major)
     real = (bindings / "tensorrt_bindings").is_dir()
     code = SCRIPT.format(tests=str(REPO / "tests"), nvinfer=str(REPO / "tests/fakes/nvinfer"), engine=str(engine),
                          real=real, major=major, libs=str(tmp_path / "lib"))
@@ -198,3 +199,15 @@ def test_an_output_shape_other_than_the_input_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(type(s.context), "get_tensor_shape", lambda self, name: (1, 3, 180, 320))
     with pytest.raises(EngineMismatchError, match=r"output is 1x3x180x320 for input 1x3x360x640"):
         s.set_shape(1, 360, 640)
+
+
+def test_the_manifest_digest_is_of_the_bytes_tensorrt_gets(tmp_path):
+    """The backend reads the plan once: check_manifest hashes those bytes, not the file a second time."""
+    from deblur.runtime.contract import check_manifest
+    from deblur.runtime.errors import ManifestError
+
+    engine = tmp_path / "g_fp16.engine"
+    engine.write_bytes(FAKE_ENGINE)
+    check_manifest(_manifest(), engine, tensorrt_version="10.3.0", compute_capability="8.7", plan=FAKE_ENGINE)
+    with pytest.raises(ManifestError, match="engine file changed since its manifest was written"):
+        check_manifest(_manifest(), engine, tensorrt_version="10.3.0", compute_capability="8.7", plan=FAKE_ENGINE + b"x")

@@ -23,7 +23,6 @@ from fakes.tensorrt_standin import FakeTensorRT
 
 REPO = Path(__file__).resolve().parents[2]
 BINDINGS = {10: ("tensorrt-cu12-bindings==10.3.0", "10.3.0"), 11: ("tensorrt-cu13-bindings==11.1.0.106", "11.1.0.106")}
-BINDINGS_ROOT = Path(os.environ.get("DEBLUR_TRT_BINDINGS", REPO / ".venv"))
 
 
 @pytest.mark.parametrize("version", ["10.3.0", "11.1.0"])
@@ -63,7 +62,7 @@ def test_every_trt_name_we_use_is_in_the_snapshot_standin():
 
 
 def _bindings(major: int) -> Path:
-    folder = BINDINGS_ROOT / f"trt{major}"
+    folder = trt_surface.bindings_folder(major)
     if not (folder / "tensorrt_bindings").is_dir():
         why = (f"NVIDIA's TensorRT {major} bindings are not installed at {folder}: "
                f".venv/bin/pip install -q --no-deps --target {folder} '{BINDINGS[major][0]}'")

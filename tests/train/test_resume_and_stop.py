@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 
-import cv2
 import pytest
 
 from deblur.train.checkpoint import load_training_state
@@ -18,12 +17,9 @@ TINY = ["--set", "spec=deblurgan-pico", "--crop", "32", "--set", "critic_steps=2
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory, data_dir):
-    """Four small real photos (Kodak24, downscaled)."""
-    out = tmp_path_factory.mktemp("photos")
-    for p in sorted((data_dir / "sharp" / "kodak24").glob("*.png"))[:4]:
-        cv2.imwrite(str(out / p.name), cv2.resize(cv2.imread(str(p)), (64, 64), interpolation=cv2.INTER_AREA))
-    return out
+def photos(small_photos):
+    """Four small real photos (Kodak24, downscaled to 64 px)."""
+    return small_photos(4, 64)
 
 
 def _run(photos, out, steps, *extra):

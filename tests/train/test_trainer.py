@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 
-import cv2
 import pytest
 import torch
 
@@ -22,13 +21,9 @@ TINY = ["--set", "spec=deblurgan-pico", "--crop", "32", "--set", "critic_steps=2
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory, data_dir):
-    """Six small real photos (Kodak24, downscaled)."""
-    out = tmp_path_factory.mktemp("photos")
-    for p in sorted((data_dir / "sharp" / "kodak24").glob("*.png"))[:6]:
-        img = cv2.imread(str(p))
-        cv2.imwrite(str(out / p.name), cv2.resize(img, (96, 96), interpolation=cv2.INTER_AREA))
-    return out
+def photos(small_photos):
+    """Six small real photos (Kodak24, downscaled to 96 px)."""
+    return small_photos(6, 96)
 
 
 def _cfg(tmp_path, photos, **kw) -> TrainConfig:

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 import pytest
-from video_helpers import CLI, RTSP_SERVER, SYSTEM_PYTHON, Proc, free_port
+from video_helpers import CLI, RTSP_SERVER, SYSTEM_PYTHON, Proc, free_port, loopback_server
 
 
 @dataclass
@@ -186,31 +186,13 @@ class SilentServer:
 @pytest.fixture
 def silent_server():
     """A TCP listener on loopback that accepts every connection and never sends a byte."""
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(64)
-    srv.settimeout(0.2)
     conns: list[socket.socket] = []
-    done = threading.Event()
-
-    def accept():
-        while not done.is_set():
-            try:
-                c, _ = srv.accept()
-            except (socket.timeout, OSError):
-                continue
-            conns.append(c)
-
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    try:
-        yield SilentServer(srv.getsockname()[1], conns)
-    finally:
-        done.set()
-        t.join(2.0)
-        for c in conns:
-            c.close()
-        srv.close()
+    with loopback_server(conns.append, backlog=64) as port:
+        try:
+            yield SilentServer(port, conns)
+        finally:
+            for c in conns:
+                c.close()
 
 
 @pytest.fixture(scope="session")

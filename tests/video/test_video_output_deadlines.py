@@ -11,11 +11,10 @@ from __future__ import annotations
 import re
 import signal
 import socket
-import threading
 import time
 
 import pytest
-from video_helpers import assert_no_traceback, free_port
+from video_helpers import assert_no_traceback, free_port, loopback_server
 
 av = pytest.importorskip("av", reason="network outputs go through PyAV (pip install av)")
 pytest.importorskip("onnxruntime", reason="the CLI runs the bundled default model")
@@ -41,45 +40,24 @@ def _one_error_line(p) -> str:
 @pytest.fixture
 def closing_server():
     """A TCP listener on loopback that reads what a client sends first, then closes the connection."""
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(16)
-    srv.settimeout(0.2)
-    done = threading.Event()
     got: list[bytes] = []
 
-    def serve():
-        while not done.is_set():
+    def handle(c: socket.socket) -> None:
+        with c:
+            c.settimeout(5)
             try:
-                c, _ = srv.accept()
-            except (socket.timeout, OSError):
-                continue
-            with c:
-                c.settimeout(5)
-                try:
-                    got.append(c.recv(4096))
-                except OSError:
-                    pass
+                got.append(c.recv(4096))
+            except OSError:
+                pass
 
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    try:
-        yield srv.getsockname()[1], got
-    finally:
-        done.set()
-        t.join(2.0)
-        srv.close()
+    with loopback_server(handle) as port:
+        yield port, got
 
 
 @pytest.fixture
 def rtsp_record_server():
     """A minimal RTSP server that accepts one publishing client (OPTIONS, ANNOUNCE, SETUP, RECORD: 200 OK),
     takes ``keep_bytes`` of its interleaved RTP data, then closes the connection, as a server that crashes."""
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(4)
-    srv.settimeout(0.2)
-    done = threading.Event()
     state = {"recording": False, "media_bytes": 0, "keep_bytes": 200_000}
 
     def handle(c: socket.socket) -> None:
@@ -112,27 +90,12 @@ def rtsp_record_server():
         c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST, as a crash
         c.close()
 
-    def serve():
-        while not done.is_set():
-            try:
-                c, _ = srv.accept()
-            except (socket.timeout, OSError):
-                continue
-            try:
-                handle(c)
-            except OSError:
-                pass
-            finally:
-                c.close()
+    def handle_and_close(c: socket.socket) -> None:
+        with c:
+            handle(c)
 
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    try:
-        yield srv.getsockname()[1], state
-    finally:
-        done.set()
-        t.join(2.0)
-        srv.close()
+    with loopback_server(handle_and_close, backlog=4) as port:
+        yield port, state
 
 
 def _wait_connected(conns: list, p, timeout: float = 60.0) -> None:

@@ -5,6 +5,7 @@ Every frame a test writes carries its index as 8 black/white cells along the top
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -35,6 +36,38 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def loopback_server(handle: Callable[[socket.socket], None], backlog: int = 16) -> Iterator[int]:
+    """A real TCP listener on 127.0.0.1 whose accept loop (a daemon thread) hands each connection to ``handle``
+    (which owns it: closes it, or keeps it open); yields the port. Socket errors inside ``handle`` end that
+    connection only."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(backlog)
+    srv.settimeout(0.2)
+    done = threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                c, _ = srv.accept()
+            except (socket.timeout, OSError):
+                continue
+            try:
+                handle(c)
+            except OSError:
+                pass
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield srv.getsockname()[1]
+    finally:
+        done.set()
+        t.join(2.0)
+        srv.close()
 
 
 def pattern_frame(i: int, w: int = 160, h: int = 120) -> np.ndarray:

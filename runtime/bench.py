@@ -382,6 +382,25 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def model_ratios(rows: list[dict[str, Any]]) -> str:
+    """p50 of each model against the first, per backend, precision and size: the ratio a speed budget
+    between two models is stated in ("the new default at most 1.5x the old one"), from one run. Only the
+    model rows: pre and post do not depend on the model."""
+    rows = [r for r in rows if r.get("kind", "model") == "model"]
+    models = list(dict.fromkeys(r.get("model") for r in rows))
+    if len(models) < 2:
+        return ""
+    key = lambda r: (r["backend"], r.get("precision"), r["size"])  # noqa: E731
+    first = {key(r): r.get("p50_ms") for r in rows if r.get("model") == models[0]}
+    lines = [f"| model | backend | precision | size | p50 ms | vs {models[0]} |", "|---|---|---|---|---:|---:|"]
+    for r in rows:
+        ref, p50 = first.get(key(r)), r.get("p50_ms")
+        if r.get("model") == models[0] or ref is None or p50 is None or not math.isfinite(p50) or not ref:
+            continue
+        lines.append(f"| {r['model']} | {r['backend']} | {r.get('precision', '-')} | {r['size']} | {p50:.2f} | {p50 / ref:.2f}x |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def json_safe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows with inf/NaN as None (JSON has neither)."""
     return [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()} for r in rows]

@@ -23,6 +23,7 @@ from deblur.runtime.bench import (
     json_safe,
     make_backends,
     markdown,
+    model_ratios,
     parse_backends,
     parse_sizes,
     peak_rows,
@@ -45,11 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
                "  deblur-bench --model g.pth                      # torch vs onnxruntime (exported on the fly)\n"
                "  deblur-bench --model g.onnx --sizes 720x1280 --runs 50\n"
                "  deblur-bench --model default --backends onnxruntime,openvino --sizes 360x640   # the CPU backends\n"
+               "  deblur-bench --model default --model pico --backends onnxruntime --sizes 360x640   # two models, one run\n"
                "  deblur-bench --model g.pth --engine g_fp16.engine --json bench.json\n"
                "  deblur-bench --spec deblurgan-pico,deblurgan-nano --backends onnxruntime --sizes 360x640   # choose a spec",
     )
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--model", help="checkpoint (.pth/.safetensors/'default'), .onnx, OpenVINO .xml, or .engine/.plan")
+    which.add_argument("--model", action="append", help="checkpoint (.pth/.safetensors/'default'/'pico'), .onnx, OpenVINO .xml, "
+                                                        "or .engine/.plan; repeat it to time several models in one run")
     which.add_argument("--spec", help="comma list of spec names: untrained models of those specs (speed only; "
                                       "parity still compares the backends)")
     p.add_argument("--engine", help="a TensorRT engine to add to a checkpoint/ONNX comparison")
@@ -65,9 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _sources(args: argparse.Namespace) -> list[tuple[str, ModelSource]]:
-    """(label, source) per model: the one --model, or one untrained model per --spec name."""
+    """(label, source) per model: each --model, or one untrained model per --spec name."""
     if args.model is not None:
-        return [(args.model, resolve_source(args.model, args.engine))]
+        if args.engine and len(args.model) > 1:
+            raise InputError("--engine adds an engine to one model's comparison; give one --model with it")
+        return [(m, resolve_source(m, args.engine)) for m in args.model]
     from deblur.runtime.spec import get_spec
 
     names = [n.strip() for n in args.spec.split(",") if n.strip()]
@@ -110,6 +115,8 @@ def _main(args: argparse.Namespace) -> int:
         add_peak_shares(rows, peaks(probes))
         print(peak_rows(probes) + "\n")
     print(markdown(rows))
+    if ratios := model_ratios(rows):
+        print("\n" + ratios)
     failed = [f"{r['backend']} at {r['size']}" for r in rows if r.get("error")]
     if args.json:
         from deblur.runtime.fileio import atomic_write_text

@@ -1,12 +1,12 @@
 """How much host memory a forward needs, and how much there is: what ``tile="auto"`` bounds.
 
 A dynamic-shape model (ONNX Runtime, OpenVINO, torch on the CPU) takes any frame whole, and its
-activations grow with the pixels: the bundled pico model needed ~130 B per pixel in ONNX Runtime
-(an 8000x8000 frame: >8 GB). ``tile="auto"`` therefore tiles a frame whose estimated forward does
+activations grow with the pixels: the bundled default needs ~90 B per pixel in ONNX Runtime, pico ~130
+(an 8000x8000 frame: 5.6 and 8.5 GB). ``tile="auto"`` therefore tiles a frame whose estimated forward does
 not fit the budget, and refuses, with the numbers, one whose frame-sized buffers alone do not fit.
 Torch-free; Linux reads ``/proc/meminfo`` and the memory cgroup, elsewhere the budget is a fixed 4 GiB.
 A ``Deblurrer`` reads the budget once, when it is made: the tile decision must not change from frame
-to frame of one video (tiled and whole outputs differ slightly: InstanceNorm).
+to frame of one video (tiled and whole outputs differ slightly: tile borders inside the receptive field).
 """
 from __future__ import annotations
 

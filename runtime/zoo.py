@@ -1,4 +1,8 @@
-"""The files this package ships: bundled models (``default``) and the parity photos. Torch-free."""
+"""The files this package ships: bundled models (``default``, ``pico``) and the parity photos. Torch-free.
+
+``default`` is the model to use; ``pico`` is the previous default (``deblurgan-pico``), kept so that
+a new default can be timed and scored beside it in the same run, and for users who pinned it.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +11,8 @@ from deblur.runtime.errors import InputError
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 PARITY_IMAGES = Path(__file__).resolve().parent / "parity_images"  # real photos for the gate and deblur-bench
-BUNDLED = {"default": {"torch": "default.safetensors", "onnxruntime": "default.onnx", "openvino": "default.onnx"}}
+BUNDLED = {name: {"torch": f"{name}.safetensors", "onnxruntime": f"{name}.onnx", "openvino": f"{name}.onnx"}
+           for name in ("default", "pico")}
 
 
 def resolve_model(name_or_path: str | Path, backend: str = "torch") -> Path:

@@ -166,9 +166,7 @@ def _train(args: argparse.Namespace) -> int:
     try:
         result = trainer.fit(resume=args.resume)
     finally:
-        from deblur.train.distributed import close_world
-
-        close_world(trainer.world)
+        trainer.close()
     if result.interrupted:
         return 130
     if trainer.world.is_main:

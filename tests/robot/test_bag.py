@@ -361,7 +361,9 @@ def test_unsupported_encoding_names_topic_and_encoding(tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_killed_run_leaves_no_out_and_a_rerun_cleans_up(tmp_path, sig):
-    src = _bag_with_image(tmp_path, "mcap", n=60, w=320, h=240)
+    """The run is frozen (SIGSTOP) as soon as its staged bag has data, so "mid-way" does not depend on how fast
+    this machine deblurs (an AMX machine finished a 60-frame bag in 0.4 s, inside the old fixed sleep)."""
+    src = _bag_with_image(tmp_path, "mcap", n=60, w=640, h=480)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "deblur.robot.bag_cli", str(src), "--topic", "/cam/image_raw", "--out", str(out),
            "--threads", THREADS]
@@ -371,12 +373,13 @@ def test_killed_run_leaves_no_out_and_a_rerun_cleans_up(tmp_path, sig):
     while time.monotonic() < deadline and proc.poll() is None:
         stage = next(iter(tmp_path.glob(".out.deblur-bag-*.tmp/out/*.mcap")), None)
         if stage is not None and stage.stat().st_size > 0:
+            proc.send_signal(signal.SIGSTOP)
             break
-        time.sleep(0.01)
+        time.sleep(0.005)
     assert stage is not None and proc.poll() is None, "the run ended before it could be stopped mid-way"
-    time.sleep(0.3)
-    assert proc.poll() is None
+    assert not out.exists()  # frozen before its end
     proc.send_signal(sig)
+    proc.send_signal(signal.SIGCONT)  # a stopped process takes SIGTERM only once it runs again
     _, err = proc.communicate(timeout=30)
     assert not out.exists()
     if sig == signal.SIGKILL:

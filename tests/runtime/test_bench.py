@@ -62,7 +62,22 @@ def test_spec_list_times_untrained_models_one_table_each(tmp_path, capsys):
     for m in models:
         ort_row = next(r for r in rows if r["model"] == m and r["backend"] == "onnxruntime")
         assert ort_row["p50_ms"] > 0 and ort_row["max_abs_diff"] < 1e-3
-    assert "deblurgan-pico-d3 (untrained):" in captured.out and captured.out.count("| backend | precision | size |") == 2
+    assert "deblurgan-pico-d3 (untrained):" in captured.out and captured.out.count("\n| backend | precision | size |") == 2
+    assert "| vs deblurgan-pico (untrained) |" in captured.out  # the two specs' ratio, from the same run
+
+
+def test_two_bundled_models_in_one_run_with_their_ratio(capsys):
+    """--model twice: the new default against the old one (pico) in the same run, as a speed budget is stated."""
+    rc = bench_cli.main(["--model", "pico", "--model", "default", "--backends", "onnxruntime", "--sizes", "48x64",
+                         "--runs", "2", "--warmup", "1", "--no-peak"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "default:" in out and "pico:" in out and "| model | backend | precision | size | p50 ms | vs pico |" in out
+    ratios = out[out.index("| model | backend |"):].splitlines()[2:]
+    assert [line.split("|")[1:3] for line in ratios] == [[" default ", " onnxruntime "]]  # no pre/post rows
+    assert float(ratios[0].split("|")[-2].strip().rstrip("x")) > 0
+    assert bench_cli.main(["--model", "default", "--model", "pico", "--engine", "g.engine"]) == 2
+    assert "give one --model with it" in capsys.readouterr().err
 
 
 def test_unknown_spec_is_one_line(capsys):

@@ -184,10 +184,14 @@ def test_onnx_contract_refuses_bad_metadata(props, expect):
     assert "m.onnx" in str(e.value)
 
 
-def test_the_bundled_onnx_reads_with_the_contract():
-    """The shipped file was written before the contract class: it must still read (old keys are derived now)."""
+@pytest.mark.parametrize("name,spec,pad,rewrites", [
+    ("default", "deblurgan-unet-s", 16, ()),
+    ("pico", "deblurgan-pico", 4, ("phase_tail",)),
+])
+def test_the_bundled_onnx_files_read_with_the_contract(name, spec, pad, rewrites):
+    """Both shipped files carry the contract the runtime derives everything from (pad multiple, graph rewrites)."""
     from deblur.runtime.contract import read_onnx_contract
     from deblur.runtime.zoo import MODELS_DIR
 
-    c = read_onnx_contract(MODELS_DIR / "default.onnx")
-    assert c.spec.name == "deblurgan-pico" and c.spec.pad_multiple == 4 and c.graph_rewrites
+    c = read_onnx_contract(MODELS_DIR / f"{name}.onnx")
+    assert c.spec.name == spec and c.spec.pad_multiple == pad and c.graph_rewrites == rewrites

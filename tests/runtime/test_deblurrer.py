@@ -146,14 +146,16 @@ def test_tiling_is_exact_for_a_zero_residual_model(models, photos):
 
 @pytest.mark.skipif(not (MODELS_DIR / "default.onnx").exists(), reason="no bundled default model in this checkout")
 def test_tiling_close_to_untiled_for_the_trained_model(photos):
-    """InstanceNorm sees per-tile statistics, so tiles differ a little from the whole frame: bounded here."""
+    """A tile sees zero padding at its borders where the whole frame has pixels, and the default U-Net's
+    receptive field (hundreds of px) reaches past a 32 px overlap, so tiles differ a little: bounded here.
+    (A model with InstanceNorm differs for a second reason: per-tile statistics.)"""
     frame = photos[0]  # 241x319 real blur: 128 px tiles see quite different statistics from the whole
     with Deblurrer("default") as whole, Deblurrer("default", tile=128, tile_overlap=32) as small, \
             Deblurrer("default", tile=256, tile_overlap=32) as large:
         a, b, c = whole(frame), small(frame), large(frame)
     assert a.shape == b.shape == c.shape == frame.shape
-    assert psnr(a, b) > 33, psnr(a, b)  # measured 34.3 dB (README: Tiling)
-    assert psnr(a, c) > 45, psnr(a, c)  # measured 48.1 dB: larger tiles, closer statistics
+    assert psnr(a, b) > 37, psnr(a, b)  # measured 40.5 dB (README: Tiling); pico's InstanceNorm: 34.3
+    assert psnr(a, c) > 50, psnr(a, c)  # measured 53.5 dB: larger tiles, fewer borders; pico: 48.1
 
 
 def test_static_onnx_pads_small_and_tiles_large_frames(models, photos):

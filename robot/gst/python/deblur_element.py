@@ -13,8 +13,8 @@ reads none): an editable install maps ``deblur.*`` onto the source tree through 
 Caps: BGR, RGB, BGRx, RGBx, GRAY8, GRAY16_LE, the same on both pads; rows are read with their stride
 (``GstVideoMeta`` when the buffer has one, else ``GstVideoInfo``). QoS is on: a frame already late
 when it arrives is dropped (newest wins). Latency queries add the median of the measured per-frame
-time (pre + inference + post) to upstream's, and a latency message asks the pipeline to re-query
-when that median moves.
+time (pre + inference + post; a size's first frame left out once a second is in) to upstream's, and a
+latency message asks the pipeline to re-query when that median moves.
 """
 from __future__ import annotations
 
@@ -84,6 +84,7 @@ class Deblur(GstBase.BaseTransform):
         self._info = None
         self._format = ""
         self._times: list[float] = []
+        self._since_caps = 0  # frames measured since start or the last caps change
         self._latency_ns = 0
         self._reported_ns = 0
         self.set_qos_enabled(True)
@@ -126,7 +127,7 @@ class Deblur(GstBase.BaseTransform):
             text = f"deblur: {line}" if p["model"] in line else f"deblur: cannot load model {p['model']!r}: {line}"
             self._error(Gst.ResourceError, Gst.ResourceError.OPEN_READ, text, f"model={p['model']} device={p['device']}")
             return False
-        self._times, self._latency_ns, self._reported_ns = [], 0, 0
+        self._times, self._since_caps, self._latency_ns, self._reported_ns = [], 0, 0, 0
         Gst.info(f"deblur: {self._deblurrer!r}")
         return True
 
@@ -144,6 +145,7 @@ class Deblur(GstBase.BaseTransform):
         if name not in LAYOUT:
             return False
         self._info, self._layout, self._format = info, LAYOUT[name], name
+        self._since_caps = 0  # a new size pays its one-time costs again
         return True
 
     # ------------------------------------------------------------------------------ frames
@@ -190,7 +192,14 @@ class Deblur(GstBase.BaseTransform):
 
     # ------------------------------------------------------------------------------ latency
     def _measured(self, seconds: float) -> None:
-        """Keep the last WINDOW frame times; when their median moves by a quarter, ask for a new latency query."""
+        """Keep the last WINDOW frame times; when their median moves by a quarter, ask for a new latency query.
+
+        The first frame after start or a caps change pays one-time costs (a backend's per-shape compile, buffers):
+        it stands in only until the next frame replaces it, so the answer is the steady per-frame time even when
+        QoS lets only a few frames through."""
+        self._since_caps += 1
+        if self._since_caps == 2 and self._times:
+            self._times.pop()
         self._times = (self._times + [seconds])[-WINDOW:]
         self._latency_ns = int(statistics.median(self._times) * Gst.SECOND)  # one int: the query thread reads it whole
         if abs(self._latency_ns - self._reported_ns) > self._reported_ns // 4:

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from deblur.runtime.cli import make_parser, run
+from deblur.runtime.zoo import BUNDLED_HINT
 
 EPILOG = """examples:
   deblur-export --ckpt runs/nano/g.pth --fp16                       # g.onnx, g_fp16.onnx (+ engine on a GPU with TensorRT)
@@ -25,7 +26,8 @@ Exit codes: 0 done (engine stage may be skipped: see the log), 2 bad input, 3 pa
 def build_parser() -> argparse.ArgumentParser:
     p = make_parser("deblur-export", "Export a DeblurGAN generator to ONNX, an FP16 graph and a TensorRT engine, "
                     "and refuse to publish anything that does not match PyTorch.", EPILOG)
-    p.add_argument("--ckpt", help="generator checkpoint (.pth, .safetensors, training checkpoint, latest_net_G.pth, or 'default')")
+    p.add_argument("--ckpt", help="generator checkpoint (.pth, .safetensors, training checkpoint, latest_net_G.pth) or "
+                                  + BUNDLED_HINT)
     p.add_argument("--onnx", type=Path, help="build from this ONNX instead of exporting (with --ckpt: checked against it)")
     p.add_argument("--fp16", action="store_true", help="also write the mixed-precision graph (InstanceNorm in FP32) and build from it")
     p.add_argument("--fp16-tool", choices=["onnxconverter", "modelopt"], default="onnxconverter",

@@ -18,6 +18,7 @@ from deblur.runtime.cli import make_parser, run
 from deblur.runtime.errors import InputError
 from deblur.runtime.interrupts import sigterm_as_interrupt
 from deblur.runtime.tiling import parse_tile
+from deblur.runtime.zoo import BUNDLED_HINT
 
 log = logging.getLogger("deblur")
 PROG = "deblur-bag"
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jpeg-quality", type=int, default=95, help="JPEG quality for CompressedImage topics (default 95)")
     m = p.add_argument_group("model")
     m.add_argument("--model", default="default", help="any file Deblurrer takes (.pth/.safetensors/.onnx/OpenVINO .xml/.engine) "
-                                                       "or 'default'")
+                                                       "or " + BUNDLED_HINT)
     m.add_argument("--device", default="cpu", help="cpu or cuda:N (default cpu)")
     m.add_argument("--threads", type=int, help="CPU threads for the model (default: the CPUs this process may use)")
     m.add_argument("--tile", default="auto", help="'auto', 0 (never) or a tile side in px")

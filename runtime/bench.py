@@ -51,7 +51,7 @@ from deblur.runtime.macs import macs
 from deblur.runtime.shapes import parse_hw_list
 from deblur.runtime.spec import ModelSpec
 from deblur.runtime.timing import stats, time_step
-from deblur.runtime.zoo import BUNDLED, PARITY_IMAGES, resolve_model
+from deblur.runtime.zoo import BUNDLED, BUNDLED_HINT, PARITY_IMAGES, resolve_model
 
 log = logging.getLogger("deblur")
 
@@ -104,7 +104,8 @@ def resolve_source(model: str, engine: str | None) -> ModelSource:
     if model in BUNDLED:
         src.checkpoint = resolve_model(model, "torch")
     elif not path.exists():
-        raise InputError("model not found", model, hint="pass a .pth/.safetensors checkpoint, an .onnx, an engine, or 'default'")
+        raise InputError("model not found", model,
+                         hint=f"pass a .pth/.safetensors checkpoint, an .onnx, an engine, or {BUNDLED_HINT}")
     elif path.suffix.lower() == ".onnx":
         src.onnx = path
     elif path.suffix.lower() in ENGINE_SUFFIXES:

@@ -117,7 +117,7 @@ def _main(args: argparse.Namespace) -> int:
     print(markdown(rows))
     if ratios := model_ratios(rows):
         print("\n" + ratios)
-    failed = [f"{r['backend']} at {r['size']}" for r in rows if r.get("error")]
+    failed = [f"{r['model']}: {r['backend']} at {r['size']}" for r in rows if r.get("error")]
     if args.json:
         from deblur.runtime.fileio import atomic_write_text
 

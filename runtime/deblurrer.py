@@ -25,7 +25,7 @@ from deblur.runtime.prepost_torch import tensor_post, tensor_pre
 from deblur.runtime.shapes import padded_size
 from deblur.runtime.spec import ModelSpec
 from deblur.runtime.tiling import run_tiled
-from deblur.runtime.zoo import BUNDLED, resolve_model
+from deblur.runtime.zoo import BUNDLED, BUNDLED_HINT, resolve_model
 
 
 class Deblurrer:
@@ -63,7 +63,7 @@ class Deblurrer:
             model = resolve_model(model, backend or ("onnxruntime" if not device.startswith("cuda") else "torch"))
         path = Path(model)
         if not path.exists():
-            raise InputError("model not found", path, hint="pass a .pth, .onnx, .xml or .engine file, or 'default'")
+            raise InputError("model not found", path, hint=f"pass a .pth, .onnx, .xml or .engine file, or {BUNDLED_HINT}")
         if tile != "auto" and (not isinstance(tile, int) or isinstance(tile, bool) or tile < 0):
             raise InputError(f"tile must be 'auto', 0 or a positive size in px, got {tile!r}")
         if not isinstance(tile_overlap, int) or isinstance(tile_overlap, bool) or tile_overlap < 0 \

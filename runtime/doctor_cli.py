@@ -79,12 +79,13 @@ def _check_args(args: argparse.Namespace) -> list[str]:
     if args.json and args.json != "-" and not can_create(args.json):
         raise InputError("cannot write the JSON here (a folder, or an unwritable place)", args.json,
                          hint="name a file in a writable folder, e.g. --json doctor.json")
-    from deblur.runtime.zoo import BUNDLED, resolve_model
+    from deblur.runtime.zoo import BUNDLED, BUNDLED_HINT, resolve_model
 
     if args.model in BUNDLED:
         resolve_model(args.model)  # the bundled files are part of the install: missing ones are one line now
     elif not Path(args.model).is_file():
-        raise InputError("model not found", args.model, hint="pass a .pth/.safetensors checkpoint, an .onnx file, or 'default'")
+        raise InputError("model not found", args.model,
+                         hint=f"pass a .pth/.safetensors checkpoint, an .onnx file, or {BUNDLED_HINT}")
     return _skips(args.skip)
 
 

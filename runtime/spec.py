@@ -229,15 +229,15 @@ register(ModelSpec("deblurgan-pico-d3", ngf=8, n_blocks=4, n_downsampling=3,
 register(ModelSpec("deblurgan-unet-xs", family="unet", widths=(16, 32, 64, 128), enc_blocks=(0, 1, 2, 3),
                    dec_blocks=(0, 0, 1), stem=2, upsample="convtranspose",
                    description="plain U-Net of the 10-minute probe (1.22 M params, 2.3 GMAC at 360x640); "
-                               "~0.8x pico's ONNX Runtime time"))
+                               "0.7-0.94x pico's ONNX Runtime time"))
 register(ModelSpec("deblurgan-unet-s", family="unet", widths=(16, 32, 64, 128), enc_blocks=(0, 1, 2, 4),
                    dec_blocks=(0, 1, 1), stem=2, upsample="convtranspose",
-                   description="plain U-Net, 4 blocks at 1/16 (1.53 M params, 2.8 GMAC at 360x640); ~pico's "
-                               "ONNX Runtime time"))
+                   description="plain U-Net, 4 blocks at 1/16 (1.53 M params, 2.8 GMAC at 360x640); 0.72-0.97x "
+                               "pico's ONNX Runtime time; the bundled default"))
 register(ModelSpec("deblurgan-unet-m", family="unet", widths=(16, 32, 64, 128), enc_blocks=(0, 1, 2, 6),
                    dec_blocks=(1, 1, 2), stem=2, upsample="convtranspose",
                    description="plain U-Net, 6 blocks at 1/16 and a 1/2-resolution decoder block (2.20 M params, "
-                               "3.9 GMAC at 360x640); ~1.2-1.3x pico's ONNX Runtime time"))
+                               "3.9 GMAC at 360x640); 1.1-1.46x pico's ONNX Runtime time"))
 
 
 def list_specs() -> list[str]:

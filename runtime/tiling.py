@@ -2,9 +2,10 @@
 
 Every tile is computed fresh from its own input window and blended with linear ramps across the
 overlaps (weight 1 at the image border), so seams are smooth and no stale output is ever reused.
-Note: the generator's InstanceNorm uses per-image statistics, so a tile's output depends on the
-tile; tiled and untiled results agree exactly only for models without such global statistics
-(tested with a zero-residual model) and closely otherwise (measured: tests/runtime/test_deblurrer.py, test_tiling_close_to_untiled_for_the_trained_model).
+Note: a tile's output differs from the whole frame's where the model's receptive field reaches past the
+overlap, and for InstanceNorm models (pico, the ResNet specs) also through per-tile statistics; tiled and
+untiled results agree exactly only for a model with neither (tested with a zero-residual model) and closely
+otherwise (measured: tests/runtime/test_deblurrer.py, test_tiling_close_to_untiled_for_the_trained_model).
 """
 from __future__ import annotations
 

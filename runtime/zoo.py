@@ -13,6 +13,7 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 PARITY_IMAGES = Path(__file__).resolve().parent / "parity_images"  # real photos for the gate and deblur-bench
 BUNDLED = {name: {"torch": f"{name}.safetensors", "onnxruntime": f"{name}.onnx", "openvino": f"{name}.onnx"}
            for name in ("default", "pico")}
+BUNDLED_HINT = "a bundled name (" + ", ".join(map(repr, BUNDLED)) + ")"  # for help texts and 'not found' hints
 
 
 def resolve_model(name_or_path: str | Path, backend: str = "torch") -> Path:

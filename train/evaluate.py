@@ -24,6 +24,7 @@ from deblur.runtime.errors import InputError
 from deblur.runtime.fileio import atomic_write_text
 from deblur.runtime.images import list_images, read_rgb
 from deblur.runtime.spec import get_spec
+from deblur.runtime.zoo import BUNDLED_HINT
 from deblur.train.images import side_by_side, spread_evenly, write_rgb
 from deblur.train.metrics import psnr, ssim
 
@@ -58,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         "for the model and for the blurred input (identity baseline).",
         EPILOG,
     )
-    p.add_argument("--model", required=True, help="checkpoint (.pth, .safetensors, training checkpoint, authors' latest_net_G.pth) or 'default'")
+    p.add_argument("--model", required=True,
+                   help="checkpoint (.pth, .safetensors, training checkpoint, authors' latest_net_G.pth) or " + BUNDLED_HINT)
     p.add_argument("--task", choices=["pairs", "aruco"], default="pairs",
                    help="pairs: PSNR/SSIM on --blur/--sharp (default); aruco: ArUco marker detection on blurred, "
                         "deblurred and sharp scenes made from --photos")

@@ -22,6 +22,7 @@ from deblur.runtime.cli import make_parser, run
 from deblur.runtime.errors import DeblurError, InputError
 from deblur.runtime.fileio import can_create
 from deblur.runtime.tiling import parse_tile
+from deblur.runtime.zoo import BUNDLED_HINT
 from deblur.video.readers import ReaderOptions
 from deblur.video.recorder import CODECS, check_target
 from deblur.video.uri import DEMO_CLIP, SourceURI, parse_source, redact
@@ -64,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--live-queue", choices=["newest", "fifo"], default="newest",
                    help="live sources: keep the newest frame (default) or queue every frame (latency test only)")
     m = p.add_argument_group("model")
-    m.add_argument("--model", default="default", help="any file Deblurrer takes (.pth/.safetensors/.onnx/OpenVINO .xml/.engine) or 'default'")
+    m.add_argument("--model", default="default",
+                   help="any file Deblurrer takes (.pth/.safetensors/.onnx/OpenVINO .xml/.engine) or " + BUNDLED_HINT)
     m.add_argument("--device", default="cpu", help="cpu or cuda:N (default cpu)")
     m.add_argument("--backend", choices=["torch", "onnxruntime", "openvino", "tensorrt"],
                    help="default: from the model file; an ONNX model on the CPU runs on the fastest backend installed "

@@ -377,9 +377,11 @@ def test_killed_run_leaves_no_out_and_a_rerun_cleans_up(tmp_path, sig):
             break
         time.sleep(0.005)
     assert stage is not None and proc.poll() is None, "the run ended before it could be stopped mid-way"
-    assert not out.exists()  # frozen before its end
-    proc.send_signal(sig)
-    proc.send_signal(signal.SIGCONT)  # a stopped process takes SIGTERM only once it runs again
+    try:
+        assert not out.exists()  # frozen before its end
+    finally:
+        proc.send_signal(sig)
+        proc.send_signal(signal.SIGCONT)  # a stopped process takes SIGTERM only once it runs again
     _, err = proc.communicate(timeout=30)
     assert not out.exists()
     if sig == signal.SIGKILL:

@@ -140,7 +140,7 @@ def test_a_size_a_backend_cannot_run_is_a_row_and_exit_1(ckpt, tmp_path, capsys)
     rc = bench_cli.main(["--model", str(path), "--sizes", "64x96,32x48", "--runs", "2", "--backends", "onnxruntime",
                          "--json", str(tmp_path / "b.json"), "--no-peak"])
     err = capsys.readouterr().err
-    assert rc == 1 and "1 run(s) failed: onnxruntime at 32x48" in err
+    assert rc == 1 and f"1 run(s) failed: {path}: onnxruntime at 32x48" in err
     rows = {r["size"]: r for r in json.loads((tmp_path / "b.json").read_text()) if r["backend"] == "onnxruntime"}
     assert rows["64x96"]["p50_ms"] > 0
     assert rows["32x48"]["p50_ms"] is None and rows["32x48"]["error"].startswith("failed at this size")

@@ -9,6 +9,7 @@ from pathlib import Path
 from deblur.runtime.cli import make_parser, run
 from deblur.runtime.errors import InputError
 from deblur.runtime.fileio import check_writable_folder
+from deblur.runtime.spec import list_specs
 from deblur.runtime.zoo import BUNDLED_HINT
 from deblur.train.config import TrainConfig, check_ranges, load_yaml, parse_set, set_value, validate
 
@@ -47,8 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", action="append", metavar="DIR", help="paired folder (blur/, sharp/) or GoPro layout (repeatable)")
     p.add_argument("--val-sharp", action="append", metavar="DIR", help="held-out sharp photos for validation")
     p.add_argument("--val-pairs", action="append", metavar="DIR", help="held-out pairs for validation")
-    p.add_argument("--spec", help="model spec: deblurgan-unet-s (the bundled default's), deblurgan-unet-xs, deblurgan-unet-m, "
-                                  "deblurgan (paper), deblurgan-lite, deblurgan-nano, deblurgan-pico")
+    p.add_argument("--spec", help=f"model spec: {', '.join(list_specs())} (the bundled default is deblurgan-unet-s)")
     p.add_argument("--crop", type=int, help="random crop size (default 256)")
     p.add_argument("--batch", type=int, help="batch size per process (default 1, as the paper)")
     p.add_argument("--steps", type=int, help="generator steps (default 1000)")

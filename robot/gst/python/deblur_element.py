@@ -198,7 +198,7 @@ class Deblur(GstBase.BaseTransform):
         it stands in only until the next frame replaces it, so the answer is the steady per-frame time even when
         QoS lets only a few frames through."""
         self._since_caps += 1
-        if self._since_caps == 2 and self._times:
+        if self._since_caps == 2:  # the first frame is the last time kept
             self._times.pop()
         self._times = (self._times + [seconds])[-WINDOW:]
         self._latency_ns = int(statistics.median(self._times) * Gst.SECOND)  # one int: the query thread reads it whole

@@ -6,6 +6,7 @@ never stopped.
 """
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,8 +43,12 @@ def init_world(device: str) -> World:
 
 
 def close_world(world: World) -> None:
+    """Destroy the group, then free what still held it while the interpreter is whole: a gloo group
+    freed during interpreter finalisation ends in SIGABRT (``terminate called without an active
+    exception``)."""
     if world.distributed and dist.is_initialized():
         dist.destroy_process_group()
+        gc.collect()
 
 
 def average_gradients(module: torch.nn.Module, world: World) -> None:

@@ -381,6 +381,8 @@ class Trainer:
                 if self.world.distributed:
                     log.info("replicas %s across %d ranks", "identical" if same else "DIFFER", self.world.size)
                 self._write_summary(val, same)
+                if self.world.distributed:  # every rank done with the group before any rank tears it down
+                    torch.distributed.barrier()
                 return Result(self.step, rollbacks=self.rollbacks, replicas_identical=same, val=val)
             self._roll_back(diverged)
 
